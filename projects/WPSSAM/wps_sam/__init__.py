@@ -1,0 +1,10 @@
+"""WPS-SAM: weakly-supervised part segmentation with a frozen SAM, as a detectron2 project."""
+# The compatibility layer must run before anything imports detectron2.
+from . import compat  # noqa: F401  isort:skip
+
+# Registers the datasets (PartImageNet, PASCAL-Part, synthetic parts) in detectron2's catalogs.
+from . import data  # noqa: F401
+from .config import add_wps_sam_config  # noqa: F401
+from .wps_sam_model import WPSSAM  # noqa: F401  registers the meta-architecture
+
+__version__ = "0.1.0"

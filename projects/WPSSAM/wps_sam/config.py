@@ -1,0 +1,111 @@
+from detectron2.config import CfgNode as CN
+
+
+def add_wps_sam_config(cfg):
+    """Add the keys of WPS-SAM (model, SAM, data and solver extensions) to a detectron2 ``cfg``."""
+    cfg.MODEL.META_ARCHITECTURE = "WPSSAM"
+    # SAM's own pixel normalisation, on RGB images in [0, 255].
+    cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+    cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+    # SAM takes RGB.
+    cfg.INPUT.FORMAT = "RGB"
+    # 0 makes DefaultPredictor pass images unresized; the model applies SAM's ResizeLongestSide.
+    cfg.INPUT.MIN_SIZE_TEST = 0
+
+    # ---------------------------------------------------------------------------------------------
+    # The frozen Segment Anything model
+    # ---------------------------------------------------------------------------------------------
+    cfg.MODEL.SAM = CN()
+    # "vit_b", "vit_l", "vit_h" (official architectures) or "custom" (the ENCODER_* keys below).
+    cfg.MODEL.SAM.VARIANT = "vit_b"
+    # Path of a SAM state dict (e.g. sam_vit_b_01ec64.pth). Empty: random weights (tests only).
+    cfg.MODEL.SAM.CHECKPOINT = ""
+    # Side of SAM's square input; images are resized so that their longest side has this length.
+    cfg.MODEL.SAM.IMAGE_SIZE = 1024
+    # ViT patch size; the image embedding is IMAGE_SIZE / PATCH_SIZE on a side.
+    cfg.MODEL.SAM.PATCH_SIZE = 16
+    # Channels of the image embedding and of the prompt tokens.
+    cfg.MODEL.SAM.PROMPT_EMBED_DIM = 256
+    # Image-encoder width, used only when VARIANT is "custom".
+    cfg.MODEL.SAM.ENCODER_EMBED_DIM = 768
+    # Image-encoder depth (transformer blocks), used only when VARIANT is "custom".
+    cfg.MODEL.SAM.ENCODER_DEPTH = 12
+    # Image-encoder attention heads, used only when VARIANT is "custom".
+    cfg.MODEL.SAM.ENCODER_NUM_HEADS = 12
+    # Blocks with global attention (the others use windows), used only when VARIANT is "custom".
+    cfg.MODEL.SAM.ENCODER_GLOBAL_ATTN_INDEXES = [2, 5, 8, 11]
+    # Window size of windowed attention blocks, used only when VARIANT is "custom".
+    cfg.MODEL.SAM.ENCODER_WINDOW_SIZE = 14
+    # Two-way transformer depth of the mask decoder (2 in every official SAM).
+    cfg.MODEL.SAM.DECODER_DEPTH = 2
+    # MLP width inside the mask decoder's two-way transformer (2048 in every official SAM).
+    cfg.MODEL.SAM.DECODER_MLP_DIM = 2048
+    # Run the frozen image encoder under CPU bfloat16 autocast (about 2x faster on CPU).
+    cfg.MODEL.SAM.ENCODER_BF16_ON_CPU = False
+
+    # ---------------------------------------------------------------------------------------------
+    # The trainable query prompter, the teacher and the set criterion
+    # ---------------------------------------------------------------------------------------------
+    cfg.MODEL.WPS_SAM = CN()
+    # Number of part classes C (the classifier has C + 1 outputs, the last one is "no part").
+    cfg.MODEL.WPS_SAM.NUM_CLASSES = 40
+    # Number of part queries S.
+    cfg.MODEL.WPS_SAM.NUM_QUERIES = 25
+    # Width of the prompter's transformer.
+    cfg.MODEL.WPS_SAM.HIDDEN_DIM = 256
+    # Attention heads of the prompter's transformer.
+    cfg.MODEL.WPS_SAM.NHEADS = 8
+    # FFN width of the prompter's transformer.
+    cfg.MODEL.WPS_SAM.DIM_FEEDFORWARD = 1024
+    # Dropout inside the prompter's transformer.
+    cfg.MODEL.WPS_SAM.DROPOUT = 0.0
+    # Transformer encoder layers.
+    cfg.MODEL.WPS_SAM.ENC_LAYERS = 6
+    # Transformer decoder layers.
+    cfg.MODEL.WPS_SAM.DEC_LAYERS = 6
+    # Pre-norm transformer layers (the paper's prompter is post-norm, DETR style).
+    cfg.MODEL.WPS_SAM.PRE_NORM = False
+    # 3x3 stride-2 convolutions (each + LayerNorm2d + GELU) that shrink the image embedding.
+    cfg.MODEL.WPS_SAM.NUM_DOWNSAMPLE_CONVS = 2
+    # Positional embedding of the prompter's memory: "learned" (zero-initialised) or "sine".
+    cfg.MODEL.WPS_SAM.POS_EMBED = "learned"
+    # Hidden width of the prompt head MLP.
+    cfg.MODEL.WPS_SAM.PROMPT_HEAD_HIDDEN_DIM = 512
+    # Prompt tokens emitted per query (SAM encodes a box as 2 corner tokens).
+    cfg.MODEL.WPS_SAM.NUM_PROMPT_TOKENS = 2
+    # Matching cost weight alpha of the class probability.
+    cfg.MODEL.WPS_SAM.CLASS_COST = 10.0
+    # Matching cost weight beta of the L2 distance between prompts.
+    cfg.MODEL.WPS_SAM.PROMPT_COST = 1.0
+    # Loss weight lambda_cls of the cross-entropy.
+    cfg.MODEL.WPS_SAM.CLASS_WEIGHT = 5.0
+    # Loss weight lambda_reg of the smooth-L1 distillation loss.
+    cfg.MODEL.WPS_SAM.PROMPT_WEIGHT = 20.0
+    # Cross-entropy weight of the "no part" class (1.0 = plain cross-entropy, as in the paper).
+    cfg.MODEL.WPS_SAM.NO_OBJECT_WEIGHT = 1.0
+    # Weak label the teacher encodes: "box" (part boxes) or "point" (box centres).
+    cfg.MODEL.WPS_SAM.SUPERVISION = "box"
+    # Where inference prompts come from: "prompter" (WPS-SAM), or "gt_box" / "gt_point" (SAM
+    # prompted with ground-truth boxes / box centres: the upper bound of the paper's Table 1).
+    cfg.MODEL.WPS_SAM.PROMPT_SOURCE = "prompter"
+    # Keep checkpoints small: do not store SAM's frozen weights (they come from SAM.CHECKPOINT).
+    cfg.MODEL.WPS_SAM.SAVE_FROZEN_SAM = False
+
+    cfg.MODEL.WPS_SAM.TEST = CN()
+    # A query is kept if its argmax class is a part and its probability exceeds this.
+    cfg.MODEL.WPS_SAM.TEST.SCORE_THRESHOLD = 0.0
+    # Mask-logit threshold of SAM's mask decoder output (SAM's own default is 0.0).
+    cfg.MODEL.WPS_SAM.TEST.MASK_THRESHOLD = 0.0
+
+    # ---------------------------------------------------------------------------------------------
+    # Data and solver extensions
+    # ---------------------------------------------------------------------------------------------
+    # Directory of cached image embeddings (.pt per image). Empty: run the encoder every time.
+    cfg.INPUT.EMBEDDING_CACHE_DIR = ""
+    # Adam is the paper's optimizer; "SGD" and "ADAMW" are also accepted.
+    cfg.SOLVER.OPTIMIZER = "ADAM"
+    # Train for this many epochs over DATASETS.TRAIN; > 0 overrides SOLVER.MAX_ITER (and scales
+    # SOLVER.STEPS given as fractions in SOLVER.STEP_FRACTIONS) once the dataset size is known.
+    cfg.SOLVER.NUM_EPOCHS = 0
+    # LR decay points as fractions of the schedule, used with NUM_EPOCHS (empty: constant LR).
+    cfg.SOLVER.STEP_FRACTIONS = []

@@ -1,0 +1,11 @@
+from .criterion import SetCriterion  # noqa: F401
+from .matcher import HungarianMatcher  # noqa: F401
+from .prompter import QueryPrompter  # noqa: F401
+from .sam_builder import (  # noqa: F401
+    SamArchitecture,
+    SamCheckpointError,
+    build_sam,
+    build_sam_from_cfg,
+    load_sam_checkpoint,
+)
+from .teacher import PromptEncoderTeacher  # noqa: F401

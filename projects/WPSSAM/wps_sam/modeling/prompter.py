@@ -1,0 +1,150 @@
+"""The query-based student prompter of WPS-SAM (paper Sec. 3.2, Fig. 4b)."""
+import math
+from typing import Dict
+
+import torch
+from detectron2.config import configurable
+from segment_anything.modeling.common import LayerNorm2d
+from torch import Tensor, nn
+
+from .transformer import PrompterTransformer
+
+__all__ = ["QueryPrompter", "sine_position_embedding"]
+
+
+def sine_position_embedding(dim: int, height: int, width: int) -> Tensor:
+    """Fixed 2-D sine/cosine embedding (DETR's normalised variant), shape (1, dim, H, W)."""
+    if dim % 4:
+        raise ValueError(f"sine positional embedding needs a dim divisible by 4, got {dim}")
+    quarter = dim // 4
+    y = (torch.arange(height, dtype=torch.float32) + 0.5) / height * 2 * math.pi
+    x = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 * math.pi
+    freqs = 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    y = y[:, None] / freqs  # H, quarter
+    x = x[:, None] / freqs  # W, quarter
+    pos_y = torch.cat([y.sin(), y.cos()], dim=1)[:, None, :].expand(height, width, 2 * quarter)
+    pos_x = torch.cat([x.sin(), x.cos()], dim=1)[None, :, :].expand(height, width, 2 * quarter)
+    return torch.cat([pos_y, pos_x], dim=2).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+class QueryPrompter(nn.Module):
+    """Turns SAM image embeddings into S (class, prompt tokens) predictions.
+
+    Downsampling convolutions (3x3, stride 2, each + LayerNorm2d + GELU), a positional embedding,
+    a DETR-style transformer with S learned queries, then two heads on the decoder output: a
+    classifier over C part classes + "no part", and an MLP emitting ``num_prompt_tokens`` SAM
+    prompt tokens per query.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        num_queries: int = 25,
+        in_channels: int = 256,
+        embedding_size: int = 64,
+        hidden_dim: int = 256,
+        nheads: int = 8,
+        dim_feedforward: int = 1024,
+        dropout: float = 0.0,
+        enc_layers: int = 6,
+        dec_layers: int = 6,
+        pre_norm: bool = False,
+        num_downsample_convs: int = 2,
+        pos_embed: str = "learned",
+        prompt_head_hidden_dim: int = 512,
+        num_prompt_tokens: int = 2,
+        prompt_embed_dim: int = 256,
+    ):
+        """
+        Args:
+            num_classes: C, the number of part classes (the classifier has C + 1 outputs).
+            num_queries: S.
+            in_channels: channels of the SAM image embedding (256).
+            embedding_size: side of the SAM image embedding (64 for 1024 / 16).
+            num_downsample_convs: stride-2 convolutions; the memory is embedding_size / 2**n.
+            pos_embed: "learned" (zero-initialised parameter, as the authors) or "sine".
+            num_prompt_tokens, prompt_embed_dim: shape of the emitted prompt per query.
+        """
+        super().__init__()
+        if pos_embed not in ("learned", "sine"):
+            raise ValueError(f"MODEL.WPS_SAM.POS_EMBED must be 'learned' or 'sine', not {pos_embed!r}")
+        layers = []
+        channels = in_channels
+        for _ in range(num_downsample_convs):
+            layers += [
+                nn.Conv2d(channels, hidden_dim, kernel_size=3, stride=2, padding=1),
+                LayerNorm2d(hidden_dim),
+                nn.GELU(),
+            ]
+            channels = hidden_dim
+        if channels != hidden_dim:  # no downsampling: still project to the transformer width
+            layers.append(nn.Conv2d(channels, hidden_dim, kernel_size=1))
+        self.downsample = nn.Sequential(*layers)
+        side = embedding_size
+        for _ in range(num_downsample_convs):
+            side = (side + 1) // 2
+        self.memory_size = side
+        if pos_embed == "learned":
+            self.pos_embed = nn.Parameter(torch.zeros(1, hidden_dim, side, side))
+        else:
+            self.register_buffer(
+                "pos_embed", sine_position_embedding(hidden_dim, side, side), persistent=False
+            )
+        self.transformer = PrompterTransformer(
+            d_model=hidden_dim,
+            nhead=nheads,
+            num_encoder_layers=enc_layers,
+            num_decoder_layers=dec_layers,
+            dim_feedforward=dim_feedforward,
+            dropout=dropout,
+            normalize_before=pre_norm,
+        )
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.class_head = nn.Linear(hidden_dim, num_classes + 1)
+        self.prompt_head = nn.Sequential(
+            nn.Linear(hidden_dim, prompt_head_hidden_dim),
+            nn.GELU(),
+            nn.Linear(prompt_head_hidden_dim, num_prompt_tokens * prompt_embed_dim),
+        )
+        self.num_classes = num_classes
+        self.num_queries = num_queries
+        self.num_prompt_tokens = num_prompt_tokens
+        self.prompt_embed_dim = prompt_embed_dim
+
+    @classmethod
+    def from_config(cls, cfg):
+        w = cfg.MODEL.WPS_SAM
+        return {
+            "num_classes": w.NUM_CLASSES,
+            "num_queries": w.NUM_QUERIES,
+            "in_channels": cfg.MODEL.SAM.PROMPT_EMBED_DIM,
+            "embedding_size": cfg.MODEL.SAM.IMAGE_SIZE // cfg.MODEL.SAM.PATCH_SIZE,
+            "hidden_dim": w.HIDDEN_DIM,
+            "nheads": w.NHEADS,
+            "dim_feedforward": w.DIM_FEEDFORWARD,
+            "dropout": w.DROPOUT,
+            "enc_layers": w.ENC_LAYERS,
+            "dec_layers": w.DEC_LAYERS,
+            "pre_norm": w.PRE_NORM,
+            "num_downsample_convs": w.NUM_DOWNSAMPLE_CONVS,
+            "pos_embed": w.POS_EMBED,
+            "prompt_head_hidden_dim": w.PROMPT_HEAD_HIDDEN_DIM,
+            "num_prompt_tokens": w.NUM_PROMPT_TOKENS,
+            "prompt_embed_dim": cfg.MODEL.SAM.PROMPT_EMBED_DIM,
+        }
+
+    def forward(self, image_embeddings: Tensor) -> Dict[str, Tensor]:
+        """
+        Args:
+            image_embeddings: (B, 256, E, E) SAM image embeddings.
+        Returns:
+            dict with "pred_logits": (B, S, C + 1) and "pred_prompts": (B, S, T, D) prompt tokens
+            (T = num_prompt_tokens, D = prompt_embed_dim).
+        """
+        src = self.downsample(image_embeddings)
+        hs = self.transformer(src, self.pos_embed, self.query_embed.weight)
+        b, s, _ = hs.shape
+        prompts = self.prompt_head(hs).view(b, s, self.num_prompt_tokens, self.prompt_embed_dim)
+        return {"pred_logits": self.class_head(hs), "pred_prompts": prompts}

@@ -1,0 +1,58 @@
+"""Optimizer and epoch-based schedule of WPS-SAM (only the prompter's parameters train)."""
+import logging
+import math
+
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.solver.build import maybe_add_gradient_clipping
+
+__all__ = ["build_wps_sam_optimizer", "resolve_epoch_schedule"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_wps_sam_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam (the paper's), AdamW or SGD over the parameters that require grad, i.e. the prompter.
+
+    SAM's frozen parameters are not handed to the optimizer at all, so they cannot drift through
+    weight decay or momentum and cost no optimizer state.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("The model has no trainable parameters")
+    name = cfg.SOLVER.OPTIMIZER.upper()
+    lr, wd = cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY
+    if name == "ADAM":
+        optimizer_cls, kwargs = torch.optim.Adam, {"lr": lr, "weight_decay": wd}
+    elif name == "ADAMW":
+        optimizer_cls, kwargs = torch.optim.AdamW, {"lr": lr, "weight_decay": wd}
+    elif name == "SGD":
+        optimizer_cls = torch.optim.SGD
+        kwargs = {"lr": lr, "weight_decay": wd, "momentum": cfg.SOLVER.MOMENTUM}
+    else:
+        raise ValueError(f"SOLVER.OPTIMIZER must be ADAM, ADAMW or SGD, not {cfg.SOLVER.OPTIMIZER!r}")
+    return maybe_add_gradient_clipping(cfg, optimizer_cls)(params, **kwargs)
+
+
+def resolve_epoch_schedule(cfg, num_images: int = None):
+    """Turn ``SOLVER.NUM_EPOCHS`` into ``SOLVER.MAX_ITER`` (and STEP_FRACTIONS into STEPS).
+
+    ``num_images`` defaults to the size of ``DATASETS.TRAIN`` (loaded from the catalog), so one
+    config describes "150 epochs" for whatever the dataset's real size is. No-op when NUM_EPOCHS
+    is 0. ``cfg`` must be mutable; returns it.
+    """
+    epochs = cfg.SOLVER.NUM_EPOCHS
+    if epochs <= 0:
+        return cfg
+    if num_images is None:
+        num_images = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
+    if num_images <= 0:
+        raise ValueError(f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)} has no images")
+    iters_per_epoch = math.ceil(num_images / cfg.SOLVER.IMS_PER_BATCH)
+    cfg.SOLVER.MAX_ITER = int(math.ceil(epochs * iters_per_epoch))
+    cfg.SOLVER.STEPS = tuple(int(f * cfg.SOLVER.MAX_ITER) for f in cfg.SOLVER.STEP_FRACTIONS)
+    logger.info(
+        f"{epochs} epochs of {num_images} images at batch {cfg.SOLVER.IMS_PER_BATCH}: "
+        f"SOLVER.MAX_ITER={cfg.SOLVER.MAX_ITER}, SOLVER.STEPS={cfg.SOLVER.STEPS}"
+    )
+    return cfg

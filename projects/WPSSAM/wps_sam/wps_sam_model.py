@@ -1,0 +1,365 @@
+"""The WPS-SAM meta-architecture: frozen SAM + trainable query prompter (paper Sec. 3)."""
+import logging
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.structures import BitMasks, Instances
+from detectron2.utils.events import get_event_storage
+from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .modeling.criterion import SetCriterion
+from .modeling.matcher import HungarianMatcher
+from .modeling.prompter import QueryPrompter
+from .modeling.sam_builder import build_sam_from_cfg
+from .modeling.teacher import PromptEncoderTeacher
+
+__all__ = ["WPSSAM", "PROMPT_SOURCES"]
+
+logger = logging.getLogger(__name__)
+
+PROMPT_SOURCES = ("prompter", "gt_box", "gt_point")
+
+
+def _drop_frozen_sam_keys(module, state_dict, prefix, local_metadata):
+    """state_dict post-hook: leave SAM's frozen weights out of saved checkpoints."""
+    if module.save_frozen_sam:
+        return
+    for key in [k for k in state_dict if k.startswith(prefix + "sam.")]:
+        del state_dict[key]
+
+
+def _ignore_missing_frozen_sam_keys(module, incompatible_keys):
+    """load_state_dict post-hook: a checkpoint without SAM's weights is complete (see README)."""
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if not k.startswith("sam.")]
+
+
+@META_ARCH_REGISTRY.register()
+class WPSSAM(nn.Module):
+    """WPS-SAM: ``masks = SAM.mask_decoder(F, prompter(F))`` with ``F = SAM.image_encoder(I)``.
+
+    SAM (image encoder, prompt encoder, mask decoder) is frozen and kept in eval mode; only the
+    prompter trains, distilled from SAM's prompt encoder applied to the part boxes (or points).
+
+    Checkpoints: by default ``state_dict()`` leaves out SAM's frozen weights (``sam.*``), so a
+    WPS-SAM checkpoint holds the prompter only (~50 MB instead of ~410 MB for ViT-B) and SAM's
+    weights always come from ``MODEL.SAM.CHECKPOINT``. Set ``MODEL.WPS_SAM.SAVE_FROZEN_SAM`` to
+    store them too.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        sam: Sam,
+        prompter: QueryPrompter,
+        criterion: SetCriterion,
+        num_classes: int,
+        pixel_mean: Tuple[float, float, float],
+        pixel_std: Tuple[float, float, float],
+        supervision: str = "box",
+        prompt_source: str = "prompter",
+        score_threshold: float = 0.0,
+        mask_threshold: float = 0.0,
+        encoder_bf16_on_cpu: bool = False,
+        save_frozen_sam: bool = False,
+    ):
+        """
+        Args:
+            sam: a ``segment_anything`` Sam (its weights already loaded); it is frozen here.
+            prompter: the trainable :class:`QueryPrompter`.
+            criterion: the :class:`SetCriterion` (holding the matcher).
+            num_classes: C part classes; semantic outputs have C + 1 channels (C = background).
+            pixel_mean, pixel_std: RGB normalisation of the input images.
+            supervision: "box" or "point", the weak label the teacher encodes.
+            prompt_source: "prompter" (WPS-SAM) or "gt_box"/"gt_point" (SAM with GT prompts).
+            score_threshold: minimum class probability of a kept query.
+            mask_threshold: SAM mask-logit threshold.
+            encoder_bf16_on_cpu: run the image encoder under CPU bfloat16 autocast.
+            save_frozen_sam: keep SAM's weights in ``state_dict()``.
+        """
+        super().__init__()
+        if prompt_source not in PROMPT_SOURCES:
+            raise ValueError(
+                f"MODEL.WPS_SAM.PROMPT_SOURCE must be one of {PROMPT_SOURCES}, not {prompt_source!r}"
+            )
+        self.sam = sam
+        for p in self.sam.parameters():
+            p.requires_grad_(False)
+        self.sam.eval()
+        self.prompter = prompter
+        self.criterion = criterion
+        self.teacher = PromptEncoderTeacher(sam.prompt_encoder, supervision)
+        self.gt_teachers = {
+            "gt_box": PromptEncoderTeacher(sam.prompt_encoder, "box"),
+            "gt_point": PromptEncoderTeacher(sam.prompt_encoder, "point"),
+        }
+        self.num_classes = num_classes
+        self.prompt_source = prompt_source
+        self.score_threshold = score_threshold
+        self.mask_threshold = mask_threshold
+        self.encoder_bf16_on_cpu = encoder_bf16_on_cpu
+        self.save_frozen_sam = save_frozen_sam
+        self.image_size = sam.image_encoder.img_size
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_state_dict_post_hook(_drop_frozen_sam_keys)
+        self.register_load_state_dict_post_hook(_ignore_missing_frozen_sam_keys)
+
+    @classmethod
+    def from_config(cls, cfg):
+        w = cfg.MODEL.WPS_SAM
+        matcher = HungarianMatcher(cost_class=w.CLASS_COST, cost_prompt=w.PROMPT_COST)
+        return {
+            "sam": build_sam_from_cfg(cfg),
+            "prompter": QueryPrompter(cfg),
+            "criterion": SetCriterion(
+                w.NUM_CLASSES,
+                matcher,
+                class_weight=w.CLASS_WEIGHT,
+                prompt_weight=w.PROMPT_WEIGHT,
+                no_object_weight=w.NO_OBJECT_WEIGHT,
+            ),
+            "num_classes": w.NUM_CLASSES,
+            "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "supervision": w.SUPERVISION,
+            "prompt_source": w.PROMPT_SOURCE,
+            "score_threshold": w.TEST.SCORE_THRESHOLD,
+            "mask_threshold": w.TEST.MASK_THRESHOLD,
+            "encoder_bf16_on_cpu": cfg.MODEL.SAM.ENCODER_BF16_ON_CPU,
+            "save_frozen_sam": w.SAVE_FROZEN_SAM,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def train(self, mode: bool = True):
+        """Put the prompter in ``mode``; SAM always stays in eval mode (it is frozen)."""
+        super().train(mode)
+        self.sam.eval()
+        return self
+
+    # ---------------------------------------------------------------------------------------------
+    # Image embeddings
+    # ---------------------------------------------------------------------------------------------
+    def input_size(self, x: Dict) -> Tuple[int, int]:
+        """(h', w') of the resized, unpadded input image inside SAM's square frame."""
+        if "image" in x:
+            return tuple(x["image"].shape[-2:])
+        return ResizeLongestSide.get_preprocess_shape(x["height"], x["width"], self.image_size)
+
+    def resize_inputs(self, batched_inputs: List[Dict]) -> List[Dict]:
+        """Bring images whose longest side is not SAM's image size into SAM's frame.
+
+        WPSSAMDatasetMapper already does this; inputs from elsewhere (DefaultPredictor, user code)
+        are resized here with SAM's ResizeLongestSide, their ground-truth boxes/points scaled along.
+        """
+        resized = []
+        for x in batched_inputs:
+            if "image" not in x or max(x["image"].shape[-2:]) == self.image_size:
+                resized.append(x)
+                continue
+            h, w = x["image"].shape[-2:]
+            image = x["image"].to(self.device).float()[None]
+            image = ResizeLongestSide(self.image_size).apply_image_torch(image)[0]
+            x = {"height": h, "width": w, **x, "image": image}
+            if "instances" in x:
+                scale = image.shape[-1] / w
+                inst = Instances(tuple(image.shape[-2:]), **x["instances"].get_fields())
+                inst.gt_boxes = inst.gt_boxes.clone()
+                inst.gt_boxes.scale(scale, scale)
+                if inst.has("gt_points"):
+                    inst.gt_points = inst.gt_points * scale
+                x["instances"] = inst
+            resized.append(x)
+        return resized
+
+    def preprocess(self, image: Tensor) -> Tensor:
+        """Normalise a (3, h', w') RGB image and zero-pad it bottom-right to SAM's square size."""
+        h, w = image.shape[-2:]
+        if max(h, w) > self.image_size:
+            raise ValueError(
+                f"Input image of size {h}x{w} is larger than SAM's input ({self.image_size}): "
+                "resize it with ResizeLongestSide(MODEL.SAM.IMAGE_SIZE) (WPSSAMDatasetMapper does)."
+            )
+        x = (image.to(self.device).float() - self.pixel_mean) / self.pixel_std
+        return F.pad(x, (0, self.image_size - w, 0, self.image_size - h))
+
+    @torch.no_grad()
+    def encode_images(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) preprocessed images -> (B, 256, E, E) embeddings of the frozen encoder."""
+        if self.encoder_bf16_on_cpu and images.device.type == "cpu":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self.sam.image_encoder(images).float()
+        return self.sam.image_encoder(images)
+
+    def image_embeddings(self, batched_inputs: List[Dict]) -> Tensor:
+        """(B, 256, E, E): the inputs' "image_embedding" where given, else the encoder's output."""
+        embeddings: List[Optional[Tensor]] = [None] * len(batched_inputs)
+        to_encode = []
+        for i, x in enumerate(batched_inputs):
+            if "image_embedding" in x:
+                embeddings[i] = x["image_embedding"].to(self.device).float()
+            elif "image" in x:
+                to_encode.append(i)
+            else:
+                raise KeyError("Each input needs an 'image' or an 'image_embedding'")
+        if to_encode:
+            images = torch.stack([self.preprocess(batched_inputs[i]["image"]) for i in to_encode])
+            for i, emb in zip(to_encode, self.encode_images(images)):
+                embeddings[i] = emb
+        return torch.stack(embeddings)
+
+    # ---------------------------------------------------------------------------------------------
+    # Training
+    # ---------------------------------------------------------------------------------------------
+    def teacher_targets(self, batched_inputs: List[Dict]) -> List[Dict[str, Tensor]]:
+        """Per image: "labels" (M,) and "prompts" (M, 2, 256) from SAM's prompt encoder."""
+        targets = []
+        for x in batched_inputs:
+            if "instances" not in x:
+                raise KeyError(
+                    "Training needs 'instances' with gt_boxes/gt_classes in every input "
+                    "(WPSSAMDatasetMapper with is_train=True provides them)"
+                )
+            inst = x["instances"].to(self.device)
+            points = inst.gt_points if inst.has("gt_points") else None
+            prompts = self.teacher(inst.gt_boxes.tensor, points)
+            targets.append({"labels": inst.gt_classes.long(), "prompts": prompts})
+        return targets
+
+    def losses(self, embeddings: Tensor, batched_inputs: List[Dict]) -> Dict[str, Tensor]:
+        targets = self.teacher_targets(batched_inputs)
+        outputs = self.prompter(embeddings)
+        losses, _ = self.criterion(outputs, targets)
+        num_queries = outputs["pred_logits"].shape[1]
+        unmatched = sum(max(0, len(t["labels"]) - num_queries) for t in targets)
+        try:
+            storage = get_event_storage()
+        except AssertionError:  # called outside a trainer's EventStorage
+            storage = None
+        if storage is not None:
+            storage.put_scalar("wps_sam/unmatched_parts", unmatched)
+            storage.put_scalar("wps_sam/parts_per_image", sum(len(t["labels"]) for t in targets)
+                               / max(len(targets), 1))
+        if unmatched:
+            logger.warning(
+                f"{unmatched} parts in this batch exceed the {num_queries} queries and were left "
+                "out of the loss (counted as wps_sam/unmatched_parts); raise "
+                "MODEL.WPS_SAM.NUM_QUERIES if this is frequent."
+            )
+        return losses
+
+    def forward(self, batched_inputs: List[Dict]):
+        """
+        Args:
+            batched_inputs: list of dicts, one per image, with
+                "image": (3, h', w') uint8 RGB resized so the longest side is SAM's image size,
+                "image_embedding" (optional): (256, E, E) precomputed embedding; the encoder is
+                    then skipped for that image ("image" may be absent),
+                "height", "width": original image size (outputs are at this size),
+                "instances" (training, and the gt_* prompt sources): gt_boxes (xyxy, resized
+                    frame), gt_classes, optional gt_points (M, 2).
+        Returns:
+            training: dict of losses {"loss_cls", "loss_prompt"};
+            inference: list of dicts with "sem_seg" ((C+1, H, W) scores, argmax = label map,
+                channel C = background) and "instances" (pred_masks (N, H, W) bool, pred_classes,
+                scores, pred_boxes).
+        """
+        batched_inputs = self.resize_inputs(batched_inputs)
+        embeddings = self.image_embeddings(batched_inputs)
+        if self.training:
+            return self.losses(embeddings, batched_inputs)
+        return self.inference(embeddings, batched_inputs)
+
+    # ---------------------------------------------------------------------------------------------
+    # Inference
+    # ---------------------------------------------------------------------------------------------
+    def select_prompts(self, outputs: Dict[str, Tensor], index: int):
+        """Kept queries of one image: tokens (K, T, D), classes (K,), scores (K,)."""
+        probs = outputs["pred_logits"][index].softmax(-1)
+        scores, labels = probs.max(-1)
+        keep = (labels != self.num_classes) & (scores > self.score_threshold)
+        return outputs["pred_prompts"][index][keep], labels[keep], scores[keep]
+
+    def gt_prompts(self, x: Dict):
+        if "instances" not in x:
+            raise KeyError(
+                f"MODEL.WPS_SAM.PROMPT_SOURCE={self.prompt_source!r} prompts SAM with ground-truth "
+                "parts: the inputs need 'instances' (the dataset must have annotations)."
+            )
+        inst = x["instances"].to(self.device)
+        points = inst.gt_points if inst.has("gt_points") else None
+        tokens = self.gt_teachers[self.prompt_source](inst.gt_boxes.tensor, points)
+        scores = torch.ones(len(inst), device=self.device)
+        return tokens, inst.gt_classes.long(), scores
+
+    @torch.no_grad()
+    def decode_masks(
+        self, embedding: Tensor, tokens: Tensor, input_size, original_size
+    ) -> Tensor:
+        """Frozen mask decoder on K prompts of one image, in one batched call.
+
+        Returns (K, H, W) mask logits at the original size.
+        """
+        pe = self.sam.prompt_encoder
+        side = embedding.shape[-1]
+        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(tokens.shape[0], -1, side, side)
+        low_res, _ = self.sam.mask_decoder(
+            image_embeddings=embedding[None],
+            image_pe=pe.get_dense_pe(),
+            sparse_prompt_embeddings=tokens,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        return self.sam.postprocess_masks(low_res, tuple(input_size), tuple(original_size))[:, 0]
+
+    def semantic_map(self, mask_logits: Tensor, classes: Tensor, scores: Tensor) -> Tensor:
+        """Merge K part masks into (C+1, H, W) scores.
+
+        Merge rule: a query covers pixel x where its mask logit exceeds ``mask_threshold``; there
+        it scores ``class score * sigmoid(logit)``. Part channel c is the maximum over the kept
+        queries of class c (0 where none covers x), so overlaps go to the most confident query.
+        The background channel is 1 where no kept query covers x and 0 elsewhere, so the argmax
+        is background exactly at the pixels no part mask covers.
+        """
+        h, w = mask_logits.shape[-2:]
+        sem = mask_logits.new_zeros((self.num_classes + 1, h, w))
+        covered = mask_logits > self.mask_threshold
+        per_query = scores[:, None, None] * mask_logits.sigmoid() * covered
+        for c in classes.unique().tolist():
+            sem[c] = per_query[classes == c].amax(dim=0)
+        sem[self.num_classes] = (~covered.any(dim=0)).float() if len(classes) else 1.0
+        return sem
+
+    @torch.no_grad()
+    def inference(self, embeddings: Tensor, batched_inputs: List[Dict]) -> List[Dict]:
+        outputs = self.prompter(embeddings) if self.prompt_source == "prompter" else None
+        results = []
+        for i, x in enumerate(batched_inputs):
+            if outputs is not None:
+                tokens, classes, scores = self.select_prompts(outputs, i)
+            else:
+                tokens, classes, scores = self.gt_prompts(x)
+            height = x.get("height", self.input_size(x)[0])
+            width = x.get("width", self.input_size(x)[1])
+            if len(tokens):
+                logits = self.decode_masks(embeddings[i], tokens, self.input_size(x), (height, width))
+            else:
+                logits = embeddings.new_zeros((0, height, width))
+            instances = Instances((height, width))
+            instances.pred_masks = logits > self.mask_threshold
+            instances.pred_classes = classes
+            instances.scores = scores
+            instances.pred_boxes = BitMasks(instances.pred_masks).get_bounding_boxes()
+            results.append(
+                {"sem_seg": self.semantic_map(logits, classes, scores), "instances": instances}
+            )
+        return results

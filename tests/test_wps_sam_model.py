@@ -1,0 +1,271 @@
+"""The WPS-SAM meta-architecture on a tiny random SAM (CPU)."""
+import copy
+import itertools
+import os
+
+import pytest
+import torch
+
+import wps_sam  # noqa: F401  isort:skip
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from wps_sam import add_wps_sam_config
+from wps_sam.modeling import HungarianMatcher, QueryPrompter, SetCriterion, build_sam
+from wps_sam.modeling.sam_builder import SamCheckpointError, sam_architecture_from_cfg
+from wps_sam.solver import build_wps_sam_optimizer, resolve_epoch_schedule
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_CLASSES = 3
+
+
+def tiny_cfg(**overrides):
+    cfg = get_cfg()
+    add_wps_sam_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs/tests/tiny_random_sam.yaml"))
+    cfg.MODEL.WPS_SAM.NUM_CLASSES = NUM_CLASSES
+    for key, value in overrides.items():
+        cfg.merge_from_list([key, value])
+    return cfg
+
+
+def make_input(seed=0, h=128, w=96, num_parts=2, height=200, width=150):
+    g = torch.Generator().manual_seed(seed)
+    inst = Instances((h, w))
+    xy = torch.rand(num_parts, 2, generator=g) * torch.tensor([w * 0.5, h * 0.5])
+    wh = torch.rand(num_parts, 2, generator=g) * torch.tensor([w * 0.4, h * 0.4]) + 8
+    inst.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
+    inst.gt_classes = torch.randint(0, NUM_CLASSES, (num_parts,), generator=g)
+    image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+    return {"image": image, "height": height, "width": width, "instances": inst}
+
+
+@pytest.fixture(scope="module")
+def sam_checkpoint(tmp_path_factory):
+    """A random tiny SAM saved like an official checkpoint (a plain state dict)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("sam") / "tiny_sam.pth"
+    torch.save(build_sam(sam_architecture_from_cfg(tiny_cfg())).state_dict(), path)
+    return str(path)
+
+
+def build(sam_checkpoint, **overrides):
+    torch.manual_seed(1)
+    return build_model(tiny_cfg(**{"MODEL.SAM.CHECKPOINT": sam_checkpoint, **overrides}))
+
+
+def test_paper_prompter_size():
+    cfg = get_cfg()
+    add_wps_sam_config(cfg)
+    prompter = QueryPrompter(cfg)
+    n = sum(p.numel() for p in prompter.parameters())
+    assert 12.5e6 < n < 12.9e6  # "about 12.7 M trainable parameters"
+    out = prompter(torch.zeros(1, 256, 64, 64))
+    assert out["pred_logits"].shape == (1, 25, 41)
+    assert out["pred_prompts"].shape == (1, 25, 2, 256)
+
+
+def test_shapes_frozen_sam_and_outputs(sam_checkpoint):
+    model = build(sam_checkpoint)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("prompter.") for n in trainable)
+    model.train()
+    assert model.prompter.training and not model.sam.training
+    with EventStorage():
+        losses = model([make_input(0), make_input(1, num_parts=0)])
+    assert set(losses) == {"loss_cls", "loss_prompt"}
+    assert all(torch.isfinite(v) for v in losses.values())
+
+    model.eval()
+    (out,) = model([make_input(2)])
+    assert out["sem_seg"].shape == (NUM_CLASSES + 1, 200, 150)
+    inst = out["instances"]
+    assert inst.image_size == (200, 150)
+    assert inst.pred_masks.shape[1:] == (200, 150) and inst.pred_masks.dtype == torch.bool
+    assert len(inst.pred_classes) == len(inst.scores) == len(inst.pred_masks)
+    assert (inst.pred_classes < NUM_CLASSES).all()
+    # Background exactly where no kept mask covers the pixel.
+    label_map = out["sem_seg"].argmax(0)
+    covered = inst.pred_masks.any(0) if len(inst) else torch.zeros(200, 150, dtype=torch.bool)
+    assert torch.equal(label_map == NUM_CLASSES, ~covered)
+
+
+def test_semantic_merge_rule(sam_checkpoint):
+    model = build(sam_checkpoint)
+    logits = torch.full((3, 2, 3), -5.0)
+    logits[0, 0, :2] = 3.0  # class 1, score 0.9
+    logits[1, 0, 1:] = 3.0  # class 2, score 0.5: loses the overlap at (0, 1)
+    logits[2, 1, 0] = 1.0  # class 1, score 0.6
+    sem = model.semantic_map(logits, torch.tensor([1, 2, 1]), torch.tensor([0.9, 0.5, 0.6]))
+    expected = torch.tensor([[1, 1, 2], [1, 3, 3]])
+    assert torch.equal(sem.argmax(0), expected)
+    assert torch.equal(sem[NUM_CLASSES], torch.tensor([[0.0, 0, 0], [0, 1, 1]]))
+
+
+def test_precomputed_embedding_gives_identical_results(sam_checkpoint):
+    model = build(sam_checkpoint).eval()
+    x = make_input(3)
+    with torch.no_grad():
+        embedding = model.image_embeddings([x])[0]
+    cached = {k: v for k, v in x.items() if k != "image"}
+    cached["image_embedding"] = embedding
+    (a,), (b,) = model([x]), model([cached])
+    assert torch.equal(a["sem_seg"], b["sem_seg"])
+    assert torch.equal(a["instances"].pred_masks, b["instances"].pred_masks)
+    model.train()
+    with EventStorage():
+        la, lb = model([x]), model([cached])
+    assert all(torch.equal(la[k], lb[k]) for k in la)
+
+
+@pytest.mark.parametrize("supervision", ["box", "point"])
+def test_training_distils_teacher_and_keeps_sam_frozen(sam_checkpoint, supervision):
+    cfg_over = {"MODEL.WPS_SAM.SUPERVISION": supervision, "SOLVER.BASE_LR": 1e-3}
+    model = build(sam_checkpoint, **cfg_over)
+    cfg = tiny_cfg(**cfg_over)
+    optimizer = build_wps_sam_optimizer(cfg, model)
+    opt_params = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert opt_params == {id(p) for p in model.prompter.parameters()}
+    sam_before = copy.deepcopy(model.sam.state_dict())
+    batch = [make_input(10, num_parts=2), make_input(11, num_parts=3)]
+    targets = model.teacher_targets(batch)
+
+    def prompt_gap():
+        out = model.prompter(model.image_embeddings(batch))
+        indices = model.criterion.matcher(out, targets)
+        return sum(
+            (out["pred_prompts"][i][s] - t["prompts"][j]).abs().mean().item()
+            for i, ((s, j), t) in enumerate(zip(indices, targets))
+        )
+
+    model.train()
+    gap_before = prompt_gap()
+    history = []
+    with EventStorage():
+        for _ in range(40):
+            losses = model(batch)
+            loss = sum(losses.values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            history.append(loss.item())
+    assert history[-1] < 0.3 * history[0], history
+    assert prompt_gap() < 0.5 * gap_before
+    for k, v in model.sam.state_dict().items():
+        assert torch.equal(v, sam_before[k]), k
+    assert not model.sam.training
+
+
+def test_save_load_round_trip(sam_checkpoint, tmp_path):
+    model = build(sam_checkpoint)
+    with torch.no_grad():  # make the prompter differ from a fresh one
+        for p in model.prompter.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    model.eval()
+    x = make_input(4)
+    (before,) = model([x])
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("model_test")
+    saved = torch.load(tmp_path / "model_test.pth", weights_only=False)["model"]
+    assert saved and not any(k.startswith("sam.") for k in saved)  # SAM is not stored twice
+    torch.manual_seed(123)
+    other = build_model(tiny_cfg(**{"MODEL.SAM.CHECKPOINT": sam_checkpoint})).eval()
+    DetectionCheckpointer(other).load(str(tmp_path / "model_test.pth"))
+    (after,) = other([x])
+    assert torch.equal(before["sem_seg"], after["sem_seg"])
+
+
+def test_default_predictor(sam_checkpoint, tmp_path):
+    cfg = tiny_cfg(**{"MODEL.SAM.CHECKPOINT": sam_checkpoint})
+    predictor = DefaultPredictor(cfg)
+    bgr = torch.randint(0, 256, (90, 120, 3), dtype=torch.uint8).numpy()
+    out = predictor(bgr)
+    assert out["sem_seg"].shape == (NUM_CLASSES + 1, 90, 120)
+    assert "instances" in out
+
+
+def test_gt_prompt_source(sam_checkpoint):
+    model = build(sam_checkpoint, **{"MODEL.WPS_SAM.PROMPT_SOURCE": "gt_box"}).eval()
+    x = make_input(5, num_parts=3)
+    (out,) = model([x])
+    assert torch.equal(out["instances"].pred_classes, x["instances"].gt_classes)
+    assert torch.equal(out["instances"].scores, torch.ones(3))
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(SamCheckpointError, match="sam_vit_b_01ec64.pth"):
+        build_model(tiny_cfg(**{"MODEL.SAM.VARIANT": "vit_b",
+                                "MODEL.SAM.CHECKPOINT": str(tmp_path / "missing.pth")}))
+    other = tmp_path / "other.pth"
+    torch.save(build_sam(sam_architecture_from_cfg(
+        tiny_cfg(**{"MODEL.SAM.ENCODER_EMBED_DIM": 48}))).state_dict(), other)
+    with pytest.raises(SamCheckpointError, match="encoder dim 48.*encoder dim 32"):
+        build_model(tiny_cfg(**{"MODEL.SAM.CHECKPOINT": str(other)}))
+
+
+def brute_force_assignment(cost):
+    s, m = cost.shape
+    best = None
+    if m <= s:
+        for rows in itertools.permutations(range(s), m):
+            total = float(sum(cost[r, c] for c, r in enumerate(rows)))
+            best = total if best is None or total < best else best
+    else:
+        for cols in itertools.permutations(range(m), s):
+            total = float(sum(cost[r, c] for r, c in enumerate(cols)))
+            best = total if best is None or total < best else best
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matcher_equals_brute_force(seed):
+    g = torch.Generator().manual_seed(seed)
+    s, m = 4, [0, 1, 3, 4, 5, 6][seed]
+    matcher = HungarianMatcher(cost_class=10.0, cost_prompt=1.0)
+    outputs = {"pred_logits": torch.randn(1, s, 4, generator=g),
+               "pred_prompts": torch.randn(1, s, 2, 8, generator=g)}
+    target = {"labels": torch.randint(0, 3, (m,), generator=g),
+              "prompts": torch.randn(m, 2, 8, generator=g)}
+    (rows, cols), = matcher(outputs, [target])
+    assert len(rows) == len(cols) == min(s, m)
+    assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
+    if m == 0:
+        return
+    cost = matcher.cost_matrix(outputs["pred_logits"][0], outputs["pred_prompts"][0], target)
+    prob = outputs["pred_logits"][0].softmax(-1)
+    manual = -10 * prob[:, target["labels"]] + torch.cdist(
+        outputs["pred_prompts"][0].flatten(1), target["prompts"].flatten(1))
+    assert torch.allclose(cost, manual)
+    assert cost[rows, cols].sum().item() == pytest.approx(brute_force_assignment(cost), abs=1e-5)
+
+
+def test_more_parts_than_queries_is_counted(sam_checkpoint):
+    model = build(sam_checkpoint).train()  # 5 queries
+    with EventStorage() as storage:
+        losses = model([make_input(6, num_parts=8), make_input(7, num_parts=1)])
+        assert storage.latest()["wps_sam/unmatched_parts"][0] == 3
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_criterion_matches_paper_equation():
+    crit = SetCriterion(2, HungarianMatcher(), class_weight=5.0, prompt_weight=20.0)
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 3.0, 0.0]]])
+    prompts = torch.zeros(1, 3, 2, 2)
+    prompts[0, 2] = 0.5
+    target = {"labels": torch.tensor([1]), "prompts": torch.ones(1, 2, 2)}
+    losses, ((rows, cols),) = crit({"pred_logits": logits, "pred_prompts": prompts}, [target])
+    assert rows.tolist() == [2] and cols.tolist() == [0]
+    ce = torch.nn.functional.cross_entropy(logits[0], torch.tensor([2, 2, 1]), reduction="none")
+    assert losses["loss_cls"].item() == pytest.approx(5.0 * ce.sum().item() / 3, rel=1e-5)
+    # smooth L1 of |0.5 - 1| = 0.5 -> 0.5 * 0.5**2 = 0.125 per value; 1 matched query of 3.
+    assert losses["loss_prompt"].item() == pytest.approx(20.0 * 0.125 / 3, rel=1e-5)
+
+
+def test_epoch_schedule():
+    cfg = tiny_cfg(**{"SOLVER.NUM_EPOCHS": 150, "SOLVER.IMS_PER_BATCH": 8})
+    cfg.SOLVER.STEP_FRACTIONS = [0.5]
+    resolve_epoch_schedule(cfg, num_images=16540)
+    assert cfg.SOLVER.MAX_ITER == 150 * 2068 and cfg.SOLVER.STEPS == (75 * 2068,)

@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""WPS-SAM training and evaluation script (detectron2's train_net, for this project).
+
+    python tools/train_net.py --config-file configs/wps_sam.yaml
+    python tools/train_net.py --config-file configs/wps_sam.yaml --eval-only MODEL.WEIGHTS out/model_final.pth
+"""
+import logging
+import os
+
+import torch
+
+import wps_sam  # noqa: F401  isort:skip  (applies the detectron2 compatibility layer first)
+import detectron2.utils.comm as comm  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.data import (  # noqa: E402
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
+from detectron2.engine import (  # noqa: E402
+    DefaultTrainer,
+    default_argument_parser,
+    default_setup,
+    launch,
+)
+from detectron2.evaluation import DatasetEvaluators, verify_results  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from wps_sam import add_wps_sam_config  # noqa: E402
+from wps_sam.data import WPSSAMDatasetMapper  # noqa: E402
+from wps_sam.data.catalog_utils import resolve_num_classes  # noqa: E402
+from wps_sam.evaluation.build import build_part_evaluators  # noqa: E402
+from wps_sam.solver import build_wps_sam_optimizer, resolve_epoch_schedule  # noqa: E402
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with WPS-SAM's mapper, optimizer and part-segmentation evaluators."""
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+        if evaluator_type != "sem_seg":
+            raise NotImplementedError(
+                f"No evaluator for dataset {dataset_name!r} of evaluator_type {evaluator_type!r}"
+            )
+        return DatasetEvaluators(build_part_evaluators(cfg, dataset_name, output_folder))
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=WPSSAMDatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        mapper = WPSSAMDatasetMapper(cfg, is_train=False)
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_wps_sam_optimizer(cfg, model)
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_wps_sam_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger("wps_sam").warning("CUDA is not available: running on the CPU")
+        cfg.MODEL.DEVICE = "cpu"
+    resolve_num_classes(cfg)
+    if not args.eval_only:
+        resolve_epoch_schedule(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="wps_sam")
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        res = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
