@@ -4,6 +4,7 @@
     python tools/train_net.py --config-file configs/wps_sam.yaml
     python tools/train_net.py --config-file configs/wps_sam.yaml --eval-only MODEL.WEIGHTS out/model_final.pth
 """
+import json
 import logging
 import os
 
@@ -24,13 +25,13 @@ from detectron2.engine import (  # noqa: E402
     default_setup,
     launch,
 )
-from detectron2.evaluation import DatasetEvaluators, verify_results  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from wps_sam import add_wps_sam_config  # noqa: E402
 from wps_sam.data import WPSSAMDatasetMapper  # noqa: E402
 from wps_sam.data.catalog_utils import resolve_num_classes  # noqa: E402
-from wps_sam.evaluation.build import build_part_evaluators  # noqa: E402
+from wps_sam.evaluation import build_wps_sam_evaluators  # noqa: E402
 from wps_sam.solver import build_wps_sam_optimizer, resolve_epoch_schedule  # noqa: E402
 
 
@@ -45,7 +46,7 @@ class Trainer(DefaultTrainer):
             raise NotImplementedError(
                 f"No evaluator for dataset {dataset_name!r} of evaluator_type {evaluator_type!r}"
             )
-        return DatasetEvaluators(build_part_evaluators(cfg, dataset_name, output_folder))
+        return build_wps_sam_evaluators(dataset_name, output_folder)
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -78,6 +79,16 @@ def setup(args):
     return cfg
 
 
+def save_results(cfg, results):
+    """Write the final evaluation results to OUTPUT_DIR/results.json (for scripts and tables)."""
+    if not comm.is_main_process() or not results:
+        return
+    path = os.path.join(cfg.OUTPUT_DIR, "results.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1, default=float)
+    logging.getLogger("wps_sam").info(f"Results written to {path}")
+
+
 def main(args):
     cfg = setup(args)
     if args.eval_only:
@@ -88,10 +99,14 @@ def main(args):
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
+        save_results(cfg, res)
         return res
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    res = trainer.train()
+    # The final evaluation (EvalHook after the last iteration) is kept by the trainer.
+    save_results(cfg, res or getattr(trainer, "_last_eval_results", None))
+    return res
 
 
 if __name__ == "__main__":

@@ -58,6 +58,16 @@ def patch_pil_linear(image_module):
 class _MissingOpsModule(types.ModuleType):
     """Stands in for ``detectron2._C``: importable, but every op raises a clear error."""
 
+    # detectron2.utils.collect_env (logged by engine.default_setup) asks the ops for these.
+    def get_compiler_version(self):
+        return "not compiled (wps_sam placeholder for detectron2._C)"
+
+    def get_cuda_version(self):
+        return "not compiled"
+
+    def has_cuda(self):
+        return False
+
     def __getattr__(self, name):
         if name.startswith("__"):
             # Keep introspection (pickle, inspect, hasattr on dunders) working normally.
@@ -76,15 +86,18 @@ def patch_missing_ops(modules=None):
     modules = sys.modules if modules is None else modules
     if "detectron2._C" in modules:
         return []
-    if importlib.util.find_spec("detectron2") is None:
-        return []
-    if importlib.util.find_spec("detectron2._C") is not None:
-        return []
-    import detectron2
-
+    # find_spec raises ValueError on our own placeholder (its __spec__ is None): a placeholder in
+    # sys.modules already tells that the ops are missing.
+    if not isinstance(sys.modules.get("detectron2._C"), _MissingOpsModule):
+        if importlib.util.find_spec("detectron2") is None:
+            return []
+        if importlib.util.find_spec("detectron2._C") is not None:  # also imports detectron2
+            return []
     placeholder = _MissingOpsModule("detectron2._C", "placeholder: detectron2 ops not compiled")
     modules["detectron2._C"] = placeholder
-    detectron2._C = placeholder
+    parent = modules.get("detectron2")
+    if parent is not None:
+        parent._C = placeholder
     return ["detectron2._C (placeholder)"]
 
 

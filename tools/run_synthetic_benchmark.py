@@ -1,0 +1,179 @@
+#!/usr/bin/env python
+"""The offline main job: WPS-SAM trained and evaluated end to end on the synthetic part benchmark.
+
+Prepares what is missing (synthetic part dataset, the project's tiny SAM, the cache of its image
+embeddings), then runs ``tools/train_net.py`` for each benchmark row, evaluates on
+``synthetic_parts_val``, saves overlays of a few validation images and prints the results table.
+
+    python tools/run_synthetic_benchmark.py                 # main rows (~10 min on 2 CPU cores)
+    python tools/run_synthetic_benchmark.py --rows all      # + point supervision, 50 queries
+    python tools/run_synthetic_benchmark.py --rows wps_sam_box --quick   # smoke run (tests)
+
+Every row is a plain train_net.py command, printed before it runs, so any row can be rerun alone.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import wps_sam  # noqa: F401  isort:skip
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.data import DatasetCatalog  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from wps_sam import add_wps_sam_config  # noqa: E402
+from wps_sam.data.embedding_cache import build_embedding_cache  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# name -> (config, eval only?, description); the order is the table's.
+ROWS = {
+    "sam_gt_box": ("configs/synthetic/sam_tiny_gt_box.yaml", True, "SAM (tiny) + GT boxes"),
+    "sam_gt_point": ("configs/synthetic/sam_tiny_gt_point.yaml", True, "SAM (tiny) + GT points"),
+    "wps_sam_box": ("configs/synthetic/wps_sam_tiny_box_q25.yaml", False, "WPS-SAM, box sup."),
+    "wps_sam_point": (
+        "configs/synthetic/wps_sam_tiny_point_q25.yaml",
+        False,
+        "WPS-SAM, point sup.",
+    ),
+    "wps_sam_box_q50": (
+        "configs/synthetic/wps_sam_tiny_box_q50.yaml",
+        False,
+        "WPS-SAM, box sup., 50 queries",
+    ),
+}
+MAIN_ROWS = ["sam_gt_box", "sam_gt_point", "wps_sam_box"]
+# A few iterations and images: proves the chain runs, not the numbers (used by tests).
+QUICK_OPTS = ["SOLVER.NUM_EPOCHS", "0", "SOLVER.MAX_ITER", "20", "TEST.EVAL_PERIOD", "0"]
+
+
+def load_cfg(config_file, opts=()):
+    cfg = get_cfg()
+    add_wps_sam_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, config_file))
+    cfg.merge_from_list(list(opts))
+    cfg.MODEL.DEVICE = "cpu" if not _cuda() else cfg.MODEL.DEVICE
+    return cfg
+
+
+def _cuda():
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def ensure_tiny_sam(cfg):
+    ckpt = os.path.join(REPO, cfg.MODEL.SAM.CHECKPOINT)
+    if os.path.isfile(ckpt):
+        return
+    print(f"[benchmark] {ckpt} is missing: training the tiny SAM (tools/train_tiny_sam.py)")
+    subprocess.run([sys.executable, os.path.join(REPO, "tools/train_tiny_sam.py")], check=True)
+
+
+def run_row(name, output_root, extra_opts, log):
+    config, eval_only, _ = ROWS[name]
+    out_dir = os.path.join(output_root, name)
+    cmd = [sys.executable, "tools/train_net.py", "--config-file", config]
+    if eval_only:
+        cmd.append("--eval-only")
+    cmd += ["OUTPUT_DIR", out_dir, *extra_opts]
+    print(f"\n[benchmark] row {name}: {' '.join(cmd)}", flush=True)
+    start = time.time()
+    with open(os.path.join(output_root, f"{name}.log"), "w") as f:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for line in proc.stdout:
+            f.write(line)
+            if log == "all" or any(
+                key in line for key in ("eta:", "Inference done", "copypaste", "Error", "error")
+            ):
+                print("    " + line.rstrip()[-160:], flush=True)
+        if proc.wait() != 0:
+            raise SystemExit(f"[benchmark] row {name} failed; see {f.name}")
+    with open(os.path.join(REPO, out_dir, "results.json")) as f:
+        results = json.load(f)
+    results["seconds"] = time.time() - start
+    results["command"] = " ".join(cmd[1:])
+    return out_dir, results
+
+
+def table(rows_results):
+    header = ["row", "mIoU", "mACC", "part mIoU", "paper-protocol mIoU", "time (s)"]
+    body = []
+    for name, res in rows_results.items():
+        sem = res.get("sem_seg", {})
+        paper = res.get("paper_protocol", {})
+        body.append(
+            [
+                ROWS[name][2],
+                sem.get("mIoU"),
+                sem.get("mACC"),
+                sem.get("part_mIoU"),
+                paper.get("mIoU", paper.get("paper_mIoU")),
+                round(res["seconds"]),
+            ]
+        )
+    return tabulate(body, headers=header, floatfmt=".2f", tablefmt="github")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="main", help="'main', 'all' or names separated by ','")
+    parser.add_argument("--output", default="output/synthetic_benchmark")
+    parser.add_argument("--quick", action="store_true", help="20 iterations a row (smoke test)")
+    parser.add_argument("--num-overlays", type=int, default=4)
+    parser.add_argument("--log", choices=["progress", "all"], default="progress")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every row")
+    args = parser.parse_args()
+    os.chdir(REPO)  # configs and outputs are relative to the repository root
+    rows = {"main": MAIN_ROWS, "all": list(ROWS)}.get(args.rows, args.rows.split(","))
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise SystemExit(f"Unknown rows {unknown}; known: {list(ROWS)}")
+    extra = (QUICK_OPTS if args.quick else []) + list(args.opts)
+    start = time.time()
+    output_root = args.output
+    os.makedirs(os.path.join(REPO, output_root), exist_ok=True)
+
+    base = load_cfg(ROWS["wps_sam_box"][0], extra)
+    print("[benchmark] 1/4 synthetic part dataset (generated on first use)")
+    for name in list(base.DATASETS.TRAIN) + list(base.DATASETS.TEST):
+        print(f"    {name}: {len(DatasetCatalog.get(name))} images")
+    print("[benchmark] 2/4 tiny SAM checkpoint")
+    ensure_tiny_sam(base)
+    print(f"    {base.MODEL.SAM.CHECKPOINT}")
+    print("[benchmark] 3/4 SAM image embeddings (computed once, reused by every row)")
+    model = build_model(base)
+    build_embedding_cache(base, model, list(base.DATASETS.TRAIN) + list(base.DATASETS.TEST))
+    del model
+
+    print(f"[benchmark] 4/4 rows: {rows}")
+    results = {}
+    for name in rows:
+        out_dir, results[name] = run_row(name, output_root, extra, args.log)
+        if not ROWS[name][1] and args.num_overlays > 0:
+            from visualize_predictions import visualize  # tools/ is on sys.path as the script dir
+
+            cfg = load_cfg(ROWS[name][0], extra + ["MODEL.WEIGHTS", os.path.join(out_dir,
+                                                                                 "model_final.pth")])
+            paths = visualize(cfg, cfg.DATASETS.TEST[0], os.path.join(out_dir, "overlays"),
+                              args.num_overlays)
+            results[name]["overlays"] = paths
+            print(f"    overlays: {os.path.dirname(paths[0])}")
+
+    text = table(results)
+    with open(os.path.join(REPO, output_root, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=float)
+    with open(os.path.join(REPO, output_root, "results.md"), "w") as f:
+        f.write(text + "\n")
+    print(f"\n[benchmark] synthetic_parts_val results ({time.time() - start:.0f} s in all):\n")
+    print(text)
+    print(f"\n[benchmark] written: {output_root}/results.md, results.json, <row>/overlays/*.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""Pre-train the project's tiny SAM on generic random shapes (class-agnostic, CPU) and save it.
+
+The architecture comes from the MODEL.SAM keys of ``--config-file`` (default
+``configs/synthetic/Base-TinySAM.yaml``); the checkpoint is written, as a float16 state dict in
+the official ``sam_vit_*.pth`` layout, to ``--output`` (default: the config's MODEL.SAM.CHECKPOINT,
+relative to the repository root). It is then reloaded through ``build_sam`` (the code that loads
+official SAM checkpoints) and evaluated on held-out generic images with box and point prompts.
+
+Example (the committed checkpoint)::
+
+    python tools/train_tiny_sam.py --max-steps 900 --seed 0
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+
+import torch
+
+import wps_sam  # noqa: F401  isort:skip  (compatibility layer before detectron2)
+from detectron2.config import get_cfg
+from detectron2.utils.logger import setup_logger
+
+from wps_sam.config import add_wps_sam_config
+from wps_sam.modeling.sam_builder import build_sam, sam_architecture_from_cfg
+from wps_sam.synthetic.generic_shapes import GenericShapesConfig
+from wps_sam.synthetic.tiny_sam_training import (
+    PromptSamplingConfig,
+    evaluate_prompted_sam,
+    save_sam_state_dict,
+    train_tiny_sam,
+)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "synthetic", "Base-TinySAM.yaml")
+# Held-out images come from another stream than any training seed can reach.
+EVAL_SEED_OFFSET = 1_000_000
+MAX_CHECKPOINT_BYTES = 10_000_000
+
+logger = logging.getLogger("wps_sam.train_tiny_sam")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config-file", default=DEFAULT_CONFIG, help="yaml with the MODEL.SAM keys")
+    p.add_argument("--output", default="", help="checkpoint path (default: MODEL.SAM.CHECKPOINT)")
+    p.add_argument("--max-steps", type=int, default=900, help="AdamW steps")
+    p.add_argument("--batch-size", type=int, default=8, help="images per step")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-steps", type=int, default=60)
+    p.add_argument("--max-boxes", type=int, default=4, help="box prompts per image")
+    p.add_argument("--max-points", type=int, default=2, help="single-point prompts per image")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data stream and the init")
+    p.add_argument("--num-threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--eval-images", type=int, default=200, help="held-out images at the end")
+    p.add_argument(
+        "--eval-period", type=int, default=0, help="evaluate on 48 held-out images every N steps"
+    )
+    p.add_argument("--log-period", type=int, default=25)
+    p.add_argument("--fp32", action="store_true", help="save float32 tensors (2x the size)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    return p.parse_args(argv)
+
+
+def load_cfg(config_file):
+    cfg = get_cfg()
+    add_wps_sam_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.freeze()
+    return cfg
+
+
+def _fmt(metrics):
+    return (
+        f"box mIoU {metrics['box_miou']:.4f} (small {metrics['box_miou_small']:.4f}, large "
+        f"{metrics['box_miou_large']:.4f}); point mIoU: box centre {metrics['center_point_miou']:.4f}"
+        f" (multimask, best score) / {metrics['center_point_single_miou']:.4f} (single output), "
+        f"random interior point {metrics['point_miou']:.4f}; {int(metrics['num_targets'])} targets"
+    )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logger(name="wps_sam")
+    setup_logger(name="wps_sam.train_tiny_sam")
+    torch.set_num_threads(args.num_threads)
+    logger.info("Command: " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT)] + sys.argv[1:]))
+
+    cfg = load_cfg(args.config_file)
+    arch = sam_architecture_from_cfg(cfg)
+    if arch.variant != "custom":
+        raise SystemExit(
+            f"{args.config_file} builds the official {arch.variant}; this script trains a 'custom'"
+            " tiny SAM (set MODEL.SAM.VARIANT: custom and the ENCODER_* keys)."
+        )
+    output = args.output or cfg.MODEL.SAM.CHECKPOINT
+    if not output:
+        raise SystemExit("No output path: pass --output or set MODEL.SAM.CHECKPOINT in the config.")
+    if not os.path.isabs(output):
+        output = os.path.join(REPO_ROOT, output)
+
+    torch.manual_seed(args.seed)
+    sam = build_sam(arch)
+    n_params = sum(p.numel() for p in sam.parameters())
+    logger.info(f"Tiny SAM {arch.describe()}: {n_params / 1e6:.2f} M parameters")
+
+    data_cfg = GenericShapesConfig(image_size=arch.image_size)
+    eval_seed = args.seed + EVAL_SEED_OFFSET
+
+    def quick_eval(model):
+        return evaluate_prompted_sam(model, eval_seed, 48, data_cfg)
+
+    start = time.perf_counter()
+    train_tiny_sam(
+        sam,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        data_cfg=data_cfg,
+        prompts=PromptSamplingConfig(max_boxes=args.max_boxes, max_points=args.max_points),
+        log_period=args.log_period,
+        eval_fn=quick_eval,
+        eval_period=args.eval_period,
+        show_progress=not args.no_progress,
+    )
+    train_time = time.perf_counter() - start
+    logger.info(f"Trained {args.max_steps} steps in {train_time / 60:.1f} min")
+
+    size = save_sam_state_dict(sam, output, half=not args.fp32)
+    logger.info(f"Saved {output} ({size / 1e6:.2f} MB)")
+    if size > MAX_CHECKPOINT_BYTES:
+        logger.warning(
+            f"The checkpoint is {size / 1e6:.2f} MB, above the {MAX_CHECKPOINT_BYTES / 1e6:.0f} MB "
+            "that can be committed; use a smaller ENCODER_EMBED_DIM or drop --fp32."
+        )
+
+    # Evaluate what was written, loaded the way official SAM checkpoints are.
+    reloaded = build_sam(arch, output)
+    metrics = evaluate_prompted_sam(
+        reloaded, eval_seed, args.eval_images, data_cfg, show_progress=not args.no_progress
+    )
+    logger.info(f"Held-out ({args.eval_images} generic images, seed {eval_seed}): " + _fmt(metrics))
+    print(
+        f"RESULT box_miou={metrics['box_miou']:.4f} "
+        f"center_point_miou={metrics['center_point_miou']:.4f} "
+        f"center_point_single_miou={metrics['center_point_single_miou']:.4f} "
+        f"point_miou={metrics['point_miou']:.4f} train_minutes={train_time / 60:.1f} "
+        f"steps={args.max_steps} checkpoint={os.path.relpath(output, REPO_ROOT)}"
+    )
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
