@@ -112,8 +112,8 @@ def table(rows_results):
                 ROWS[name][2],
                 sem.get("mIoU"),
                 sem.get("mACC"),
-                sem.get("part_mIoU"),
-                paper.get("mIoU", paper.get("paper_mIoU")),
+                sem.get("mIoU-parts"),
+                paper.get("mIoU"),
                 round(res["seconds"]),
             ]
         )
