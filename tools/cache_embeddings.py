@@ -15,6 +15,7 @@ from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 from wps_sam import add_wps_sam_config  # noqa: E402
+from wps_sam.data.catalog_utils import resolve_num_classes  # noqa: E402
 from wps_sam.data.embedding_cache import build_embedding_cache  # noqa: E402
 
 
@@ -31,6 +32,7 @@ def main():
     cfg.merge_from_list(args.opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
+    resolve_num_classes(cfg)
     cfg.freeze()
     names = args.datasets or list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     counts = build_embedding_cache(cfg, build_model(cfg), names, batch_size=args.batch_size)

@@ -25,12 +25,18 @@ from detectron2.modeling import build_model  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from wps_sam import add_wps_sam_config  # noqa: E402
+from wps_sam.data.catalog_utils import resolve_num_classes  # noqa: E402
 from wps_sam.data.embedding_cache import build_embedding_cache  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # name -> (config, eval only?, description); the order is the table's.
 ROWS = {
+    "untrained_prompter": (
+        "configs/synthetic/wps_sam_tiny_box_q25.yaml",
+        True,
+        "untrained prompter (sanity floor)",
+    ),
     "sam_gt_box": ("configs/synthetic/sam_tiny_gt_box.yaml", True, "SAM (tiny) + GT boxes"),
     "sam_gt_point": ("configs/synthetic/sam_tiny_gt_point.yaml", True, "SAM (tiny) + GT points"),
     "wps_sam_box": ("configs/synthetic/wps_sam_tiny_box_q25.yaml", False, "WPS-SAM, box sup."),
@@ -45,7 +51,7 @@ ROWS = {
         "WPS-SAM, box sup., 50 queries",
     ),
 }
-MAIN_ROWS = ["sam_gt_box", "sam_gt_point", "wps_sam_box"]
+MAIN_ROWS = ["untrained_prompter", "sam_gt_box", "sam_gt_point", "wps_sam_box"]
 # A few iterations and images: proves the chain runs, not the numbers (used by tests).
 QUICK_OPTS = ["SOLVER.NUM_EPOCHS", "0", "SOLVER.MAX_ITER", "20", "TEST.EVAL_PERIOD", "0"]
 
@@ -56,7 +62,7 @@ def load_cfg(config_file, opts=()):
     cfg.merge_from_file(os.path.join(REPO, config_file))
     cfg.merge_from_list(list(opts))
     cfg.MODEL.DEVICE = "cpu" if not _cuda() else cfg.MODEL.DEVICE
-    return cfg
+    return resolve_num_classes(cfg)
 
 
 def _cuda():

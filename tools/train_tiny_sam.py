@@ -11,6 +11,7 @@ Example (the committed checkpoint)::
 
     python tools/train_tiny_sam.py --max-steps 900 --seed 0
 """
+
 import argparse
 import logging
 import os
@@ -48,11 +49,11 @@ def parse_args(argv=None):
     p.add_argument("--output", default="", help="checkpoint path (default: MODEL.SAM.CHECKPOINT)")
     p.add_argument("--max-steps", type=int, default=900, help="AdamW steps")
     p.add_argument("--batch-size", type=int, default=8, help="images per step")
-    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-steps", type=int, default=60)
-    p.add_argument("--max-boxes", type=int, default=4, help="box prompts per image")
-    p.add_argument("--max-points", type=int, default=2, help="single-point prompts per image")
+    p.add_argument("--max-boxes", type=int, default=3, help="box prompts per image")
+    p.add_argument("--max-points", type=int, default=1, help="single-point prompts per image")
     p.add_argument("--seed", type=int, default=0, help="seed of the data stream and the init")
     p.add_argument("--num-threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--eval-images", type=int, default=200, help="held-out images at the end")
@@ -60,6 +61,12 @@ def parse_args(argv=None):
         "--eval-period", type=int, default=0, help="evaluate on 48 held-out images every N steps"
     )
     p.add_argument("--log-period", type=int, default=25)
+    p.add_argument(
+        "--time-limit-minutes",
+        type=float,
+        default=0.0,
+        help="stop early (with a warning) when training takes longer (0: no limit)",
+    )
     p.add_argument("--fp32", action="store_true", help="save float32 tensors (2x the size)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     return p.parse_args(argv)
@@ -76,8 +83,9 @@ def load_cfg(config_file):
 def _fmt(metrics):
     return (
         f"box mIoU {metrics['box_miou']:.4f} (small {metrics['box_miou_small']:.4f}, large "
-        f"{metrics['box_miou_large']:.4f}); point mIoU: box centre {metrics['center_point_miou']:.4f}"
-        f" (multimask, best score) / {metrics['center_point_single_miou']:.4f} (single output), "
+        f"{metrics['box_miou_large']:.4f}); point mIoU: box centre "
+        f"{metrics['center_point_miou']:.4f} (multimask, best score) / "
+        f"{metrics['center_point_single_miou']:.4f} (single output), "
         f"random interior point {metrics['point_miou']:.4f}; {int(metrics['num_targets'])} targets"
     )
 
@@ -114,7 +122,7 @@ def main(argv=None):
         return evaluate_prompted_sam(model, eval_seed, 48, data_cfg)
 
     start = time.perf_counter()
-    train_tiny_sam(
+    history = train_tiny_sam(
         sam,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
@@ -128,9 +136,11 @@ def main(argv=None):
         eval_fn=quick_eval,
         eval_period=args.eval_period,
         show_progress=not args.no_progress,
+        time_limit_s=args.time_limit_minutes * 60,
     )
+    steps_done = history[-1]["step"] if history else 0
     train_time = time.perf_counter() - start
-    logger.info(f"Trained {args.max_steps} steps in {train_time / 60:.1f} min")
+    logger.info(f"Trained {steps_done} of {args.max_steps} steps in {train_time / 60:.1f} min")
 
     size = save_sam_state_dict(sam, output, half=not args.fp32)
     logger.info(f"Saved {output} ({size / 1e6:.2f} MB)")
@@ -151,7 +161,7 @@ def main(argv=None):
         f"center_point_miou={metrics['center_point_miou']:.4f} "
         f"center_point_single_miou={metrics['center_point_single_miou']:.4f} "
         f"point_miou={metrics['point_miou']:.4f} train_minutes={train_time / 60:.1f} "
-        f"steps={args.max_steps} checkpoint={os.path.relpath(output, REPO_ROOT)}"
+        f"steps={steps_done}/{args.max_steps} checkpoint={os.path.relpath(output, REPO_ROOT)}"
     )
     return metrics
 

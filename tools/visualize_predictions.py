@@ -20,6 +20,7 @@ from detectron2.modeling import build_model  # noqa: E402
 
 from wps_sam import add_wps_sam_config  # noqa: E402
 from wps_sam.data import WPSSAMDatasetMapper  # noqa: E402
+from wps_sam.data.catalog_utils import resolve_num_classes  # noqa: E402
 from wps_sam.visualization import save_part_overlay  # noqa: E402
 
 
@@ -63,6 +64,7 @@ def main():
     cfg.merge_from_list(args.opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
+    resolve_num_classes(cfg)
     cfg.freeze()
     for p in visualize(cfg, args.dataset or cfg.DATASETS.TEST[0], args.output, args.num_images):
         print(p)

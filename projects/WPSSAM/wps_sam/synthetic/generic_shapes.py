@@ -13,6 +13,7 @@ textures and layouts are drawn independently of any semantics.
 A sample is a pure function of ``(seed, index)`` (see :func:`generate_generic_sample`), so any
 subset of a stream can be regenerated in any order.
 """
+
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
@@ -77,7 +78,9 @@ def _random_colour(rng: np.random.Generator, near=None, spread: float = 30.0) ->
 def _texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.ndarray:
     """An ``h x w x 3`` float32 texture around colour ``base``: solid, noisy, gradient, stripes
     or checker, with a second colour drawn at random."""
-    kind = rng.choice(["solid", "noise", "gradient", "stripes", "checker"], p=[0.35, 0.2, 0.2, 0.15, 0.1])
+    kind = rng.choice(
+        ["solid", "noise", "gradient", "stripes", "checker"], p=[0.35, 0.2, 0.2, 0.15, 0.1]
+    )
     if kind == "solid":
         return np.broadcast_to(base, (h, w, 3)).astype(np.float32)
     if kind == "noise":
@@ -253,7 +256,9 @@ def _background(rng: np.random.Generator, h: int, w: int, cfg: GenericShapesConf
         cv2.line(image, p1, p2, colour, int(rng.integers(1, 4)), cv2.LINE_AA)
     for _ in range(int(rng.integers(0, cfg.max_clutter_shapes + 1))):
         kind = str(rng.choice(["ellipse", "polygon", "blob", "rectangle"]))
-        m = _draw_shape(rng, kind, (h, w), (rng.uniform(0, w), rng.uniform(0, h)), rng.uniform(3, 40))
+        m = _draw_shape(
+            rng, kind, (h, w), (rng.uniform(0, w), rng.uniform(0, h)), rng.uniform(3, 40)
+        )
         colour = _random_colour(rng, near=bg_colour, spread=20)
         image[m.astype(bool)] = colour
     return image

@@ -10,6 +10,7 @@ with one point and ``multimask_output=False``, the single-mask output as well.
 
 The training data is :mod:`wps_sam.synthetic.generic_shapes`; the model never sees part data.
 """
+
 import logging
 import math
 import time
@@ -51,8 +52,8 @@ class PromptSamplingConfig:
 
     def __init__(
         self,
-        max_boxes: int = 4,
-        max_points: int = 2,
+        max_boxes: int = 3,
+        max_points: int = 1,
         center_point_prob: float = 0.4,
         box_jitter_prob: float = 0.7,
         box_jitter_std: float = 0.08,
@@ -184,14 +185,22 @@ def _upsample(logits: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(logits, (size, size), mode="bilinear", align_corners=False)
 
 
-def _mask_losses(logits: torch.Tensor, target: torch.Tensor, bce_weight: float):
-    """Per-mask BCE + dice. ``logits``: N x M x S x S, ``target``: N x S x S -> N x M losses."""
+def _mask_losses(logits: torch.Tensor, target: torch.Tensor, focal_weight: float):
+    """Per-mask focal + dice losses, SAM's mask loss (focal : dice = 20 : 1 in SAM).
+
+    ``logits``: N x M x S x S, ``target``: N x S x S -> N x M losses. The focal term (alpha 0.25,
+    gamma 2) keeps the many easy background pixels of small targets from driving every logit
+    negative, which plain BCE does here (masks collapse to empty and dice's gradient vanishes).
+    """
     t = target[:, None].expand_as(logits)
-    bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((-1, -2))
     p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    alpha_t = 0.25 * t + 0.75 * (1 - t)
+    focal = (alpha_t * ce * (1 - p_t) ** 2).mean((-1, -2))
     inter = (p * t).sum((-1, -2))
     dice = 1 - (2 * inter + 1) / (p.sum((-1, -2)) + t.sum((-1, -2)) + 1)
-    return bce_weight * bce + dice
+    return focal_weight * focal + dice
 
 
 def _mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -206,7 +215,7 @@ def _mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def sam_training_loss(
     sam: Sam,
     batch: List[Dict[str, torch.Tensor]],
-    bce_weight: float = 5.0,
+    focal_weight: float = 20.0,
     iou_weight: float = 1.0,
 ) -> Dict[str, torch.Tensor]:
     """Losses of one batch (see :func:`build_training_batch`).
@@ -225,11 +234,11 @@ def sam_training_loss(
         with torch.no_grad():
             actual_iou = _mask_iou(masks, target)
         if nb:
-            box_terms.append(_mask_losses(masks[:nb, :1], target[:nb], bce_weight)[:, 0])
+            box_terms.append(_mask_losses(masks[:nb, :1], target[:nb], focal_weight)[:, 0])
             iou_terms.append(F.mse_loss(iou_pred[:nb, :1], actual_iou[:nb, :1], reduction="none"))
             box_ious.append(actual_iou[:nb, 0])
         if len(masks) > nb:
-            losses = _mask_losses(masks[nb:], target[nb:], bce_weight)
+            losses = _mask_losses(masks[nb:], target[nb:], focal_weight)
             point_terms.append(losses[:, 1:].min(dim=1).values + losses[:, 0])
             iou_terms.append(F.mse_loss(iou_pred[nb:], actual_iou[nb:], reduction="none"))
     box_loss = torch.cat(box_terms).mean() if box_terms else embeddings.sum() * 0
@@ -266,12 +275,16 @@ def train_tiny_sam(
     eval_fn: Optional[Callable[[Sam], Dict[str, float]]] = None,
     eval_period: int = 0,
     show_progress: bool = True,
+    time_limit_s: float = 0.0,
 ) -> List[Dict[str, float]]:
     """Train ``sam`` (all of it) for ``max_steps`` AdamW steps on the generic-shape stream ``seed``.
 
     Image ``step * batch_size + j`` of the stream is the ``j``-th image of step ``step``, and
     prompts come from a generator seeded with ``seed``: the run is a function of its arguments.
-    Returns the logged history (one dict of averaged losses per ``log_period`` steps).
+    ``time_limit_s`` > 0 is a safety net on a busy machine: training stops after the first step
+    that ends past it (with a warning, since the run then depends on the machine's speed).
+    Returns the logged history (one dict of averaged losses per ``log_period`` steps); the last
+    record's "step" is the number of steps done.
     """
     if data_cfg.image_size != sam.image_encoder.img_size:
         raise ValueError(
@@ -295,7 +308,8 @@ def train_tiny_sam(
     bar = tqdm(range(max_steps), desc="tiny SAM", disable=not show_progress, mininterval=5)
     for step in bar:
         samples = [
-            generate_generic_sample(seed, step * batch_size + j, data_cfg) for j in range(batch_size)
+            generate_generic_sample(seed, step * batch_size + j, data_cfg)
+            for j in range(batch_size)
         ]
         batch = build_training_batch(samples, rng, prompts, data_cfg.image_size)
         losses = sam_training_loss(sam, batch)
@@ -305,24 +319,50 @@ def train_tiny_sam(
         opt.step()
         sched.step()
         for k, v in losses.items():
-            running[k] = running.get(k, 0.0) + float(v)
+            running[k] = running.get(k, 0.0) + float(v.detach())
         if (step + 1) % log_period == 0 or step + 1 == max_steps:
             n = (step % log_period) + 1
             record = {k: v / n for k, v in running.items()}
-            record.update(step=step + 1, lr=sched.get_last_lr()[0], time=time.perf_counter() - start)
+            record.update(
+                step=step + 1, lr=sched.get_last_lr()[0], time=time.perf_counter() - start
+            )
             history.append(record)
             running = {}
             bar.set_postfix(loss=f"{record['loss']:.3f}", box_iou=f"{record['box_iou']:.3f}")
             logger.info(
-                f"step {step + 1}/{max_steps} loss {record['loss']:.4f} (box {record['box_mask']:.4f}"
-                f" point {record['point_mask']:.4f} iou {record['iou']:.4f}) train box IoU "
+                f"step {step + 1}/{max_steps} loss {record['loss']:.4f} "
+                f"(box {record['box_mask']:.4f} point {record['point_mask']:.4f} "
+                f"iou {record['iou']:.4f}) train box IoU "
                 f"{record['box_iou']:.3f} lr {record['lr']:.2e} {record['time']:.0f}s"
             )
-        if eval_fn is not None and eval_period and (step + 1) % eval_period == 0 and step + 1 < max_steps:
+        if (
+            eval_fn is not None
+            and eval_period
+            and (step + 1) % eval_period == 0
+            and step + 1 < max_steps
+        ):
             sam.eval()
             metrics = eval_fn(sam)
             sam.train()
-            logger.info(f"step {step + 1}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            logger.info(
+                f"step {step + 1}: held-out "
+                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            )
+        if time_limit_s and time.perf_counter() - start > time_limit_s and step + 1 < max_steps:
+            logger.warning(
+                f"Stopping after {step + 1} of {max_steps} steps: the time limit of "
+                f"{time_limit_s:.0f}s is reached. The result depends on the machine's speed; "
+                f"rerun with --max-steps {step + 1} (and no time limit) to reproduce the schedule "
+                "only approximately, or with more time to finish it."
+            )
+            if not history or history[-1]["step"] != step + 1:
+                n = (step % log_period) + 1
+                record = {k: v / n for k, v in running.items()}
+                record.update(
+                    step=step + 1, lr=sched.get_last_lr()[0], time=time.perf_counter() - start
+                )
+                history.append(record)
+            break
     sam.eval()
     return history
 
@@ -363,7 +403,9 @@ def evaluate_prompted_sam(
             generate_generic_sample(seed, i, data_cfg)
             for i in range(start, min(num_images, start + batch_size))
         ]
-        images = [torch.from_numpy(np.ascontiguousarray(s["image"].transpose(2, 0, 1))) for s in samples]
+        images = [
+            torch.from_numpy(np.ascontiguousarray(s["image"].transpose(2, 0, 1))) for s in samples
+        ]
         embeddings = encode_images(sam, images)
         for i, s in enumerate(samples):
             h, w = s["masks"].shape[-2:]
@@ -388,7 +430,9 @@ def evaluate_prompted_sam(
             ious["box"] += box_iou.tolist()
             ious["box_small"] += box_iou[small].tolist()
             ious["box_large"] += box_iou[~small].tolist()
-            ious["center"] += _mask_iou(decode(points=centers, multimask=True), target)[:, 0].tolist()
+            ious["center"] += _mask_iou(decode(points=centers, multimask=True), target)[
+                :, 0
+            ].tolist()
             ious["center_single"] += _mask_iou(decode(points=centers), target)[:, 0].tolist()
             ious["point"] += _mask_iou(decode(points=inner, multimask=True), target)[:, 0].tolist()
     sam.train(was_training)
