@@ -1,4 +1,5 @@
 """Every shipped config merges into add_wps_sam_config and agrees with its datasets."""
+
 import glob
 import os
 

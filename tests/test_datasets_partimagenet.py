@@ -10,7 +10,6 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.structures import BoxMode
-from partimagenet_fixture import BACKGROUND, PARTIMAGENET_NAMES, make_partimagenet
 from PIL import Image
 
 from wps_sam.data.datasets.register_partimagenet import (
@@ -20,6 +19,8 @@ from wps_sam.data.datasets.register_partimagenet import (
     register_all_partimagenet,
     register_partimagenet_style_split,
 )
+
+from partimagenet_fixture import BACKGROUND, PARTIMAGENET_NAMES, make_partimagenet
 
 
 @pytest.fixture

@@ -10,13 +10,14 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
-from partimagenet_fixture import FIXTURE_IMAGES, label_map, make_partimagenet
 from PIL import Image
 
 from wps_sam import add_wps_sam_config
 from wps_sam.data import WPSSAMDatasetMapper
 from wps_sam.data.dataset_mappers.wps_sam_dataset_mapper import embedding_cache_path
 from wps_sam.data.datasets.register_partimagenet import register_all_partimagenet
+
+from partimagenet_fixture import FIXTURE_IMAGES, label_map, make_partimagenet
 
 
 def _cfg(image_size=1024, cache_dir=""):

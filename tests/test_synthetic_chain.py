@@ -1,5 +1,6 @@
 """The whole offline chain at a reduced size: synthetic parts -> tiny SAM embeddings -> WPS-SAM
 trained from boxes -> evaluated against pixel masks it never saw, through the main-job script."""
+
 import json
 import os
 import subprocess
@@ -16,16 +17,42 @@ def test_trained_prompter_beats_untrained(tmp_path):
     env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets")}
     env.pop("PYTHONPATH", None)
     subprocess.run(
-        [sys.executable, "datasets/prepare_synthetic_parts.py",
-         "--root", str(tmp_path / "datasets" / "synthetic_parts"),
-         "--num-train", "240", "--num-val", "40", "--num-test", "4", "--seed", "7"],
-        cwd=REPO, env=env, check=True, capture_output=True,
+        [
+            sys.executable,
+            "datasets/prepare_synthetic_parts.py",
+            "--root",
+            str(tmp_path / "datasets" / "synthetic_parts"),
+            "--num-train",
+            "240",
+            "--num-val",
+            "40",
+            "--num-test",
+            "4",
+            "--seed",
+            "7",
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
     )
     out = tmp_path / "bench"
-    cmd = [sys.executable, "tools/run_synthetic_benchmark.py",
-           "--rows", "untrained_prompter,wps_sam_box", "--output", str(out), "--num-overlays", "1",
-           "INPUT.EMBEDDING_CACHE_DIR", str(tmp_path / "cache"),
-           "SOLVER.NUM_EPOCHS", "0", "SOLVER.MAX_ITER", "{iters}"]
+    cmd = [
+        sys.executable,
+        "tools/run_synthetic_benchmark.py",
+        "--rows",
+        "untrained_prompter,wps_sam_box",
+        "--output",
+        str(out),
+        "--num-overlays",
+        "1",
+        "INPUT.EMBEDDING_CACHE_DIR",
+        str(tmp_path / "cache"),
+        "SOLVER.NUM_EPOCHS",
+        "0",
+        "SOLVER.MAX_ITER",
+        "{iters}",
+    ]
     cmd[-1] = os.environ.get("WPS_SAM_CHAIN_TEST_ITERS", "150")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

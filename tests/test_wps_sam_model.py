@@ -1,4 +1,5 @@
 """The WPS-SAM meta-architecture on a tiny random SAM (CPU)."""
+
 import copy
 import itertools
 import os
@@ -197,11 +198,21 @@ def test_gt_prompt_source(sam_checkpoint):
 
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(SamCheckpointError, match="sam_vit_b_01ec64.pth"):
-        build_model(tiny_cfg(**{"MODEL.SAM.VARIANT": "vit_b",
-                                "MODEL.SAM.CHECKPOINT": str(tmp_path / "missing.pth")}))
+        build_model(
+            tiny_cfg(
+                **{
+                    "MODEL.SAM.VARIANT": "vit_b",
+                    "MODEL.SAM.CHECKPOINT": str(tmp_path / "missing.pth"),
+                }
+            )
+        )
     other = tmp_path / "other.pth"
-    torch.save(build_sam(sam_architecture_from_cfg(
-        tiny_cfg(**{"MODEL.SAM.ENCODER_EMBED_DIM": 48}))).state_dict(), other)
+    torch.save(
+        build_sam(
+            sam_architecture_from_cfg(tiny_cfg(**{"MODEL.SAM.ENCODER_EMBED_DIM": 48}))
+        ).state_dict(),
+        other,
+    )
     with pytest.raises(SamCheckpointError, match="encoder dim 48.*encoder dim 32"):
         build_model(tiny_cfg(**{"MODEL.SAM.CHECKPOINT": str(other)}))
 
@@ -225,11 +236,15 @@ def test_matcher_equals_brute_force(seed):
     g = torch.Generator().manual_seed(seed)
     s, m = 4, [0, 1, 3, 4, 5, 6][seed]
     matcher = HungarianMatcher(cost_class=10.0, cost_prompt=1.0)
-    outputs = {"pred_logits": torch.randn(1, s, 4, generator=g),
-               "pred_prompts": torch.randn(1, s, 2, 8, generator=g)}
-    target = {"labels": torch.randint(0, 3, (m,), generator=g),
-              "prompts": torch.randn(m, 2, 8, generator=g)}
-    (rows, cols), = matcher(outputs, [target])
+    outputs = {
+        "pred_logits": torch.randn(1, s, 4, generator=g),
+        "pred_prompts": torch.randn(1, s, 2, 8, generator=g),
+    }
+    target = {
+        "labels": torch.randint(0, 3, (m,), generator=g),
+        "prompts": torch.randn(m, 2, 8, generator=g),
+    }
+    ((rows, cols),) = matcher(outputs, [target])
     assert len(rows) == len(cols) == min(s, m)
     assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
     if m == 0:
@@ -237,7 +252,8 @@ def test_matcher_equals_brute_force(seed):
     cost = matcher.cost_matrix(outputs["pred_logits"][0], outputs["pred_prompts"][0], target)
     prob = outputs["pred_logits"][0].softmax(-1)
     manual = -10 * prob[:, target["labels"]] + torch.cdist(
-        outputs["pred_prompts"][0].flatten(1), target["prompts"].flatten(1))
+        outputs["pred_prompts"][0].flatten(1), target["prompts"].flatten(1)
+    )
     assert torch.allclose(cost, manual)
     assert cost[rows, cols].sum().item() == pytest.approx(brute_force_assignment(cost), abs=1e-5)
 

@@ -6,6 +6,7 @@
 
 Training and evaluation with the same INPUT.EMBEDDING_CACHE_DIR then skip the encoder.
 """
+
 import argparse
 
 import torch

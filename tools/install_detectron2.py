@@ -3,15 +3,17 @@
 
 detectron2 is not published on PyPI. If it already imports (for example a user who built the
 official source with its CUDA ops), this script leaves it alone. Otherwise it fetches the
-``pb1-detectron2==0.6`` source distribution from PyPI, whose Python sources are those of the official
-detectron2 v0.6 release but which ships no ``detectron2/layers/csrc`` (so ``pip install`` of it fails
-while compiling), and copies its pure-Python ``detectron2/`` package into site-packages.
+``pb1-detectron2==0.6`` source distribution from PyPI, whose Python sources are those of the
+official detectron2 v0.6 release but which ships no ``detectron2/layers/csrc`` (so ``pip install``
+of it fails while compiling), and copies its pure-Python ``detectron2/`` package into
+site-packages.
 detectron2's runtime dependencies are declared in this project's ``setup.cfg``. The C++/CUDA ops
 (``detectron2._C``: rotated boxes, deformable convolution, fast COCO eval) are then unavailable;
 ``wps_sam.compat`` turns their use into a clear error.
 
 Usage: python tools/install_detectron2.py [--force]
 """
+
 import argparse
 import glob
 import importlib.util
@@ -33,7 +35,7 @@ def detectron2_importable():
 def install_from_sdist():
     site_packages = sysconfig.get_paths()["purelib"]
     with tempfile.TemporaryDirectory(prefix="wps_sam_d2_") as tmp:
-        # --no-build-isolation: preparing the sdist's metadata imports torch, already installed here.
+        # --no-build-isolation: preparing the sdist's metadata imports torch (installed already).
         cmd = [
             sys.executable,
             "-m",
@@ -51,7 +53,8 @@ def install_from_sdist():
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             sys.exit(
-                f"[install_detectron2] could not fetch {SDIST_REQUIREMENT} from the package index:\n"
+                f"[install_detectron2] could not fetch {SDIST_REQUIREMENT} from the package "
+                f"index:\n"
                 f"{result.stderr[-2000:]}\nInstall detectron2 yourself (see README.md, 'Install') "
                 "and run setup again."
             )
@@ -66,7 +69,9 @@ def install_from_sdist():
         source = os.path.dirname(packages[0])
         target = os.path.join(site_packages, "detectron2")
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns("csrc", "*.cu", "*.cpp", "*.h"))
+        shutil.copytree(
+            source, target, ignore=shutil.ignore_patterns("csrc", "*.cu", "*.cpp", "*.h")
+        )
         # detectron2.model_zoo looks up its yaml files inside the package; the official build links
         # the repository's configs/ there. Ship them when the sdist has them.
         configs = os.path.join(os.path.dirname(source), "configs")

@@ -11,6 +11,7 @@ embeddings), then runs ``tools/train_net.py`` for each benchmark row, evaluates 
 
 Every row is a plain train_net.py command, printed before it runs, so any row can be rerun alone.
 """
+
 import argparse
 import json
 import os
@@ -164,10 +165,12 @@ def main():
         if not ROWS[name][1] and args.num_overlays > 0:
             from visualize_predictions import visualize  # tools/ is on sys.path as the script dir
 
-            cfg = load_cfg(ROWS[name][0], extra + ["MODEL.WEIGHTS", os.path.join(out_dir,
-                                                                                 "model_final.pth")])
-            paths = visualize(cfg, cfg.DATASETS.TEST[0], os.path.join(out_dir, "overlays"),
-                              args.num_overlays)
+            cfg = load_cfg(
+                ROWS[name][0], extra + ["MODEL.WEIGHTS", os.path.join(out_dir, "model_final.pth")]
+            )
+            paths = visualize(
+                cfg, cfg.DATASETS.TEST[0], os.path.join(out_dir, "overlays"), args.num_overlays
+            )
             results[name]["overlays"] = paths
             print(f"    overlays: {os.path.dirname(paths[0])}")
 

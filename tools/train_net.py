@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """WPS-SAM training and evaluation script (detectron2's train_net, for this project).
 
-    python tools/train_net.py --config-file configs/wps_sam.yaml
-    python tools/train_net.py --config-file configs/wps_sam.yaml --eval-only MODEL.WEIGHTS out/model_final.pth
+python tools/train_net.py --config-file configs/wps_sam.yaml
+python tools/train_net.py --config-file configs/wps_sam.yaml --eval-only \
+        MODEL.WEIGHTS output/partimagenet/wps_sam_vit_b_box_q25_150ep/model_final.pth
 """
+
 import json
 import logging
 import os

@@ -4,6 +4,7 @@
     python tools/visualize_predictions.py --config-file configs/wps_sam.yaml \
         --dataset partimagenet_val --num-images 8 --output output/overlays MODEL.WEIGHTS model.pth
 """
+
 import argparse
 import os
 
@@ -46,7 +47,9 @@ def visualize(cfg, dataset_name, output_dir, num_images=4, stride=None):
         name = os.path.splitext(os.path.basename(d["file_name"]))[0]
         title = f"{name}: {len(out['instances'])} part prompts kept"
         path = os.path.join(output_dir, f"{name}.png")
-        paths.append(save_part_overlay(np.ascontiguousarray(image), pred, gt, metadata, path, title))
+        paths.append(
+            save_part_overlay(np.ascontiguousarray(image), pred, gt, metadata, path, title)
+        )
     return paths
 
 

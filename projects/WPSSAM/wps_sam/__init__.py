@@ -1,4 +1,5 @@
 """WPS-SAM: weakly-supervised part segmentation with a frozen SAM, as a detectron2 project."""
+
 # The compatibility layer must run before anything imports detectron2.
 from . import compat  # noqa: F401  isort:skip
 

@@ -16,6 +16,7 @@ that does not need it (an older NumPy/Pillow, or a detectron2 built from source 
 
 :data:`APPLIED` lists the shims this process needed, for bug reports.
 """
+
 import importlib.util
 import sys
 import types

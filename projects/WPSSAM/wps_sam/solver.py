@@ -1,4 +1,5 @@
 """Optimizer and epoch-based schedule of WPS-SAM (only the prompter's parameters train)."""
+
 import logging
 import math
 
@@ -30,7 +31,9 @@ def build_wps_sam_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimize
         optimizer_cls = torch.optim.SGD
         kwargs = {"lr": lr, "weight_decay": wd, "momentum": cfg.SOLVER.MOMENTUM}
     else:
-        raise ValueError(f"SOLVER.OPTIMIZER must be ADAM, ADAMW or SGD, not {cfg.SOLVER.OPTIMIZER!r}")
+        raise ValueError(
+            f"SOLVER.OPTIMIZER must be ADAM, ADAMW or SGD, not {cfg.SOLVER.OPTIMIZER!r}"
+        )
     return maybe_add_gradient_clipping(cfg, optimizer_cls)(params, **kwargs)
 
 

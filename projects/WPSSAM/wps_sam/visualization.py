@@ -1,4 +1,5 @@
 """Overlays of part predictions next to the ground truth (detectron2 Visualizer + a legend)."""
+
 import colorsys
 import os
 from typing import List, Optional

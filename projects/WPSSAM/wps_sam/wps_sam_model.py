@@ -1,4 +1,5 @@
 """The WPS-SAM meta-architecture: frozen SAM + trainable query prompter (paper Sec. 3)."""
+
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -86,7 +87,8 @@ class WPSSAM(nn.Module):
         super().__init__()
         if prompt_source not in PROMPT_SOURCES:
             raise ValueError(
-                f"MODEL.WPS_SAM.PROMPT_SOURCE must be one of {PROMPT_SOURCES}, not {prompt_source!r}"
+                f"MODEL.WPS_SAM.PROMPT_SOURCE must be one of {PROMPT_SOURCES}, "
+                f"not {prompt_source!r}"
             )
         self.sam = sam
         for p in self.sam.parameters():
@@ -247,8 +249,10 @@ class WPSSAM(nn.Module):
             storage = None
         if storage is not None:
             storage.put_scalar("wps_sam/unmatched_parts", unmatched)
-            storage.put_scalar("wps_sam/parts_per_image", sum(len(t["labels"]) for t in targets)
-                               / max(len(targets), 1))
+            storage.put_scalar(
+                "wps_sam/parts_per_image",
+                sum(len(t["labels"]) for t in targets) / max(len(targets), 1),
+            )
         if unmatched:
             logger.warning(
                 f"{unmatched} parts in this batch exceed the {num_queries} queries and were left "
@@ -302,9 +306,7 @@ class WPSSAM(nn.Module):
         return tokens, inst.gt_classes.long(), scores
 
     @torch.no_grad()
-    def decode_masks(
-        self, embedding: Tensor, tokens: Tensor, input_size, original_size
-    ) -> Tensor:
+    def decode_masks(self, embedding: Tensor, tokens: Tensor, input_size, original_size) -> Tensor:
         """Frozen mask decoder on K prompts of one image, in one batched call.
 
         Returns (K, H, W) mask logits at the original size.
@@ -351,7 +353,9 @@ class WPSSAM(nn.Module):
             height = x.get("height", self.input_size(x)[0])
             width = x.get("width", self.input_size(x)[1])
             if len(tokens):
-                logits = self.decode_masks(embeddings[i], tokens, self.input_size(x), (height, width))
+                logits = self.decode_masks(
+                    embeddings[i], tokens, self.input_size(x), (height, width)
+                )
             else:
                 logits = embeddings.new_zeros((0, height, width))
             instances = Instances((height, width))

@@ -1,4 +1,5 @@
 """Config checks against the dataset catalogs."""
+
 import logging
 
 from detectron2.data import MetadataCatalog

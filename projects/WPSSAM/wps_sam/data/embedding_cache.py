@@ -10,6 +10,7 @@ identical results (embeddings are stored in full precision).
 A cache belongs to one SAM: ``cache_info.json`` records the SAM architecture and a fingerprint of
 its checkpoint, and building into a folder made by another SAM is refused.
 """
+
 import hashlib
 import json
 import logging

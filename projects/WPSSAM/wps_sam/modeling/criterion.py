@@ -1,4 +1,5 @@
 """Set criterion of WPS-SAM: classification + prompt distillation after Hungarian matching."""
+
 from typing import Dict, List, Tuple
 
 import torch
@@ -39,7 +40,9 @@ class SetCriterion(nn.Module):
 
     def loss_labels(self, logits: Tensor, targets, indices) -> Tensor:
         b, s, _ = logits.shape
-        target_classes = torch.full((b, s), self.num_classes, dtype=torch.int64, device=logits.device)
+        target_classes = torch.full(
+            (b, s), self.num_classes, dtype=torch.int64, device=logits.device
+        )
         for i, (src, tgt) in enumerate(indices):
             target_classes[i, src.to(logits.device)] = targets[i]["labels"][tgt]
         ce = F.cross_entropy(logits.transpose(1, 2), target_classes, reduction="none")  # B, S

@@ -1,4 +1,5 @@
 """Hungarian matching between the prompter's queries and the teacher's part prompts."""
+
 from typing import Dict, List, Tuple
 
 import torch

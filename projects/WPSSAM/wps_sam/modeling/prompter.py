@@ -1,4 +1,5 @@
 """The query-based student prompter of WPS-SAM (paper Sec. 3.2, Fig. 4b)."""
+
 import math
 from typing import Dict
 
@@ -69,7 +70,9 @@ class QueryPrompter(nn.Module):
         """
         super().__init__()
         if pos_embed not in ("learned", "sine"):
-            raise ValueError(f"MODEL.WPS_SAM.POS_EMBED must be 'learned' or 'sine', not {pos_embed!r}")
+            raise ValueError(
+                f"MODEL.WPS_SAM.POS_EMBED must be 'learned' or 'sine', not {pos_embed!r}"
+            )
         layers = []
         channels = in_channels
         for _ in range(num_downsample_convs):

@@ -6,6 +6,7 @@ The official architectures (``vit_b``, ``vit_l``, ``vit_h``) are reproduced exac
 ``ENCODER_*`` config keys. Every variant, official or custom, loads its weights through
 :func:`load_sam_checkpoint`.
 """
+
 import logging
 import os
 from dataclasses import dataclass, field
@@ -80,7 +81,8 @@ class SamArchitecture:
             )
         if self.image_size % self.patch_size:
             raise ValueError(
-                f"SAM image size {self.image_size} is not a multiple of patch size {self.patch_size}"
+                f"SAM image size {self.image_size} is not a multiple of patch size "
+                f"{self.patch_size}"
             )
         self.encoder_global_attn_indexes = [int(i) for i in self.encoder_global_attn_indexes]
         bad = [i for i in self.encoder_global_attn_indexes if not 0 <= i < self.encoder_depth]
@@ -207,8 +209,10 @@ def load_sam_checkpoint(sam: Sam, path: str, arch: SamArchitecture) -> None:
             f"Could not read SAM checkpoint {path!r}: {e}. Expected a state dict saved with "
             "torch.save (like the official sam_vit_*.pth files); re-download it if it is truncated."
         ) from e
-    if isinstance(state_dict, dict) and "model" in state_dict and isinstance(
-        state_dict["model"], dict
+    if (
+        isinstance(state_dict, dict)
+        and "model" in state_dict
+        and isinstance(state_dict["model"], dict)
     ):
         state_dict = state_dict["model"]
     if not isinstance(state_dict, dict) or not any(

@@ -1,4 +1,5 @@
 """The teacher of WPS-SAM: SAM's frozen prompt encoder applied to the weak labels."""
+
 from typing import Optional
 
 import torch

@@ -1,4 +1,5 @@
 """A DETR-style encoder-decoder transformer (positional embeddings added at every layer)."""
+
 import copy
 from typing import Optional
 
