@@ -52,7 +52,7 @@ ROWS = {
         "WPS-SAM, box sup., 50 queries",
     ),
 }
-MAIN_ROWS = ["untrained_prompter", "sam_gt_box", "sam_gt_point", "wps_sam_box"]
+MAIN_ROWS = ["sam_gt_box", "wps_sam_box"]
 # A few iterations and images: proves the chain runs, not the numbers (used by tests).
 QUICK_OPTS = ["SOLVER.NUM_EPOCHS", "0", "SOLVER.MAX_ITER", "20", "TEST.EVAL_PERIOD", "0"]
 
@@ -96,7 +96,8 @@ def run_row(name, output_root, extra_opts, log):
         for line in proc.stdout:
             f.write(line)
             if log == "all" or any(
-                key in line for key in ("eta:", "Inference done", "copypaste", "Error", "error")
+                key in line
+                for key in ("eta:", "Inference done", "copypaste", "Traceback", "Error:")
             ):
                 print("    " + line.rstrip()[-160:], flush=True)
         if proc.wait() != 0:

@@ -9,7 +9,7 @@ official SAM checkpoints) and evaluated on held-out generic images with box and 
 
 Example (the committed checkpoint)::
 
-    python tools/train_tiny_sam.py --max-steps 900 --seed 0
+    python tools/train_tiny_sam.py --max-steps 700 --seed 0 --num-threads 1
 """
 
 import argparse
@@ -47,13 +47,16 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config-file", default=DEFAULT_CONFIG, help="yaml with the MODEL.SAM keys")
     p.add_argument("--output", default="", help="checkpoint path (default: MODEL.SAM.CHECKPOINT)")
-    p.add_argument("--max-steps", type=int, default=900, help="AdamW steps")
+    p.add_argument("--max-steps", type=int, default=700, help="AdamW steps")
     p.add_argument("--batch-size", type=int, default=8, help="images per step")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-steps", type=int, default=60)
     p.add_argument("--max-boxes", type=int, default=3, help="box prompts per image")
     p.add_argument("--max-points", type=int, default=1, help="single-point prompts per image")
+    p.add_argument(
+        "--bce-weight", type=float, default=1.0, help="weight of the whole-image BCE mask loss"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the data stream and the init")
     p.add_argument("--num-threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--eval-images", type=int, default=200, help="held-out images at the end")
@@ -137,6 +140,7 @@ def main(argv=None):
         eval_period=args.eval_period,
         show_progress=not args.no_progress,
         time_limit_s=args.time_limit_minutes * 60,
+        bce_weight=args.bce_weight,
     )
     steps_done = history[-1]["step"] if history else 0
     train_time = time.perf_counter() - start

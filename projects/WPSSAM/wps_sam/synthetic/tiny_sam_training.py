@@ -2,11 +2,14 @@
 
 As SAM was trained: a prompt (a jittered box, a random point inside the target, or the box
 centre) and the image embedding go through SAM's prompt encoder and mask decoder; the predicted
-mask is supervised with BCE + dice against the target mask at the input resolution, and the IoU
-head regresses the IoU of its mask. Box prompts supervise the single-mask output
+mask (upsampled to the input resolution) is supervised against the target mask, and the IoU head
+regresses the IoU of its mask. Box prompts supervise the single-mask output
 (``multimask_output=False``); a single-point prompt supervises the best of the three multimask
 outputs (minimum loss, as SAM does for ambiguous prompts) and, because downstream code may prompt
-with one point and ``multimask_output=False``, the single-mask output as well.
+with one point and ``multimask_output=False``, the single-mask output as well. The mask loss is
+dice + BCE inside the target's grown box plus BCE over the whole image (see ``_mask_losses`` for
+why not SAM's focal + dice), and the image encoder's position embedding starts from 2D
+sine-cosines (see :func:`init_sincos_position_embedding_`).
 
 The training data is :mod:`wps_sam.synthetic.generic_shapes`; the model never sees part data.
 """
@@ -32,6 +35,7 @@ __all__ = [
     "train_tiny_sam",
     "evaluate_prompted_sam",
     "save_sam_state_dict",
+    "init_sincos_position_embedding_",
 ]
 
 logger = logging.getLogger(__name__)
@@ -185,22 +189,39 @@ def _upsample(logits: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(logits, (size, size), mode="bilinear", align_corners=False)
 
 
-def _mask_losses(logits: torch.Tensor, target: torch.Tensor, focal_weight: float):
-    """Per-mask focal + dice losses, SAM's mask loss (focal : dice = 20 : 1 in SAM).
+def _target_regions(target: torch.Tensor, grow: float = 0.5, min_grow: int = 8) -> torch.Tensor:
+    """``N x S x S`` bool: each target's box grown by ``grow`` x its side (at least ``min_grow``
+    pixels) on every side, clipped to the image."""
+    s = target.shape[-1]
+    idx = torch.arange(s, device=target.device)
+    bounds = []
+    for occupied in (target.any(2), target.any(1)):  # rows, columns: N x S
+        lo = torch.where(occupied, idx, s).min(1).values
+        hi = torch.where(occupied, idx, -1).max(1).values + 1
+        pad = ((hi - lo).float() * grow).clamp(min=min_grow)
+        bounds.append((idx[None] >= (lo - pad)[:, None]) & (idx[None] < (hi + pad)[:, None]))
+    return bounds[0][:, :, None] & bounds[1][:, None, :]
 
-    ``logits``: N x M x S x S, ``target``: N x S x S -> N x M losses. The focal term (alpha 0.25,
-    gamma 2) keeps the many easy background pixels of small targets from driving every logit
-    negative, which plain BCE does here (masks collapse to empty and dice's gradient vanishes).
+
+def _mask_losses(logits: torch.Tensor, target: torch.Tensor, bce_weight: float):
+    """Per-mask losses: dice and mean BCE inside the target's grown box, plus ``bce_weight`` x
+    mean BCE over the whole image.
+
+    ``logits``: N x M x S x S, ``target``: N x S x S -> N x M losses. SAM's own loss (focal + dice
+    over the whole image) and BCE + dice over the whole image both let the many background pixels
+    of small targets dominate a randomly initialised model: it predicts one empty (or constant)
+    mask for hundreds of steps. Measuring dice and BCE inside the grown box keeps the target's
+    pixels a sizeable share of the loss; the whole-image term keeps the rest of the image clean.
     """
     t = target[:, None].expand_as(logits)
+    region = _target_regions(target > 0)[:, None].expand_as(logits).float()
+    area = region.sum((-1, -2))
     p = logits.sigmoid()
     ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
-    p_t = p * t + (1 - p) * (1 - t)
-    alpha_t = 0.25 * t + 0.75 * (1 - t)
-    focal = (alpha_t * ce * (1 - p_t) ** 2).mean((-1, -2))
+    bce_region = (ce * region).sum((-1, -2)) / area
     inter = (p * t).sum((-1, -2))
-    dice = 1 - (2 * inter + 1) / (p.sum((-1, -2)) + t.sum((-1, -2)) + 1)
-    return focal_weight * focal + dice
+    dice = 1 - (2 * inter + 1) / ((p * region).sum((-1, -2)) + t.sum((-1, -2)) + 1)
+    return dice + bce_region + bce_weight * ce.mean((-1, -2))
 
 
 def _mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -215,7 +236,7 @@ def _mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def sam_training_loss(
     sam: Sam,
     batch: List[Dict[str, torch.Tensor]],
-    focal_weight: float = 20.0,
+    bce_weight: float = 1.0,
     iou_weight: float = 1.0,
 ) -> Dict[str, torch.Tensor]:
     """Losses of one batch (see :func:`build_training_batch`).
@@ -234,11 +255,11 @@ def sam_training_loss(
         with torch.no_grad():
             actual_iou = _mask_iou(masks, target)
         if nb:
-            box_terms.append(_mask_losses(masks[:nb, :1], target[:nb], focal_weight)[:, 0])
+            box_terms.append(_mask_losses(masks[:nb, :1], target[:nb], bce_weight)[:, 0])
             iou_terms.append(F.mse_loss(iou_pred[:nb, :1], actual_iou[:nb, :1], reduction="none"))
             box_ious.append(actual_iou[:nb, 0])
         if len(masks) > nb:
-            losses = _mask_losses(masks[nb:], target[nb:], focal_weight)
+            losses = _mask_losses(masks[nb:], target[nb:], bce_weight)
             point_terms.append(losses[:, 1:].min(dim=1).values + losses[:, 0])
             iou_terms.append(F.mse_loss(iou_pred[nb:], actual_iou[nb:], reduction="none"))
     box_loss = torch.cat(box_terms).mean() if box_terms else embeddings.sum() * 0
@@ -252,6 +273,35 @@ def sam_training_loss(
         "iou": iou_loss.detach(),
         "box_iou": torch.cat(box_ious).mean() if box_ious else torch.tensor(float("nan")),
     }
+
+
+def init_sincos_position_embedding_(sam: Sam) -> bool:
+    """Fill the image encoder's absolute position embedding with 2D sine-cosine features (as MAE
+    initialises it) when it is still all zeros, as ``segment_anything`` leaves it (its ViT is
+    meant to be loaded from pre-trained weights). Returns whether it was filled.
+
+    Without it a randomly initialised SAM has no position in its image features (relative
+    positions start at zero too): it learns to segment every salient object whatever the prompt,
+    and learns to follow the prompt only slowly.
+    """
+    pos = sam.image_encoder.pos_embed
+    if pos is None or bool(pos.detach().abs().sum() > 0):
+        return False
+    _, gh, gw, dim = pos.shape
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    ys, xs = torch.meshgrid(
+        torch.arange(gh, dtype=torch.float32), torch.arange(gw, dtype=torch.float32), indexing="ij"
+    )
+    feats = []
+    for coord in (ys, xs):
+        angles = coord[..., None] * omega
+        feats += [angles.sin(), angles.cos()]
+    table = torch.cat(feats, dim=-1)
+    with torch.no_grad():
+        pos.zero_()
+        pos[0, :, :, : table.shape[-1]] = table
+    return True
 
 
 def _lr_factor(step: int, max_steps: int, warmup: int, final: float = 0.02) -> float:
@@ -276,6 +326,8 @@ def train_tiny_sam(
     eval_period: int = 0,
     show_progress: bool = True,
     time_limit_s: float = 0.0,
+    bce_weight: float = 1.0,
+    sincos_position_init: bool = True,
 ) -> List[Dict[str, float]]:
     """Train ``sam`` (all of it) for ``max_steps`` AdamW steps on the generic-shape stream ``seed``.
 
@@ -293,6 +345,8 @@ def train_tiny_sam(
         )
     torch.manual_seed(seed)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
+    if sincos_position_init and init_sincos_position_embedding_(sam):
+        logger.info("Initialised the image encoder's position embedding with 2D sine-cosines")
     sam.train()
     decay = [p for n, p in sam.named_parameters() if p.ndim >= 2 and "pos" not in n]
     no_decay = [p for n, p in sam.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]
@@ -312,7 +366,7 @@ def train_tiny_sam(
             for j in range(batch_size)
         ]
         batch = build_training_batch(samples, rng, prompts, data_cfg.image_size)
-        losses = sam_training_loss(sam, batch)
+        losses = sam_training_loss(sam, batch, bce_weight=bce_weight)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(sam.parameters(), 1.0)
