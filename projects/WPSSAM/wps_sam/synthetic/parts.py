@@ -396,8 +396,9 @@ def generate_synthetic_parts(
     tasks = [(root, split, i, image_size, seed) for i in range(num_images)]
     desc = f"synthetic_parts {split}"
     if num_workers > 0:
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with mp.get_context(method).Pool(num_workers, initializer=_worker_init) as pool:
+        # "spawn", not "fork": forking a process whose torch/OpenMP threads already ran can
+        # deadlock the children (seen in the full test suite).
+        with mp.get_context("spawn").Pool(num_workers, initializer=_worker_init) as pool:
             it = pool.imap(_generate_one, tasks, chunksize=8)
             records = list(tqdm(it, total=num_images, desc=desc, disable=not show_progress))
     else:
