@@ -9,14 +9,10 @@ Training and evaluation with the same INPUT.EMBEDDING_CACHE_DIR then skip the en
 
 import argparse
 
-import torch
-
 import wps_sam  # noqa: F401  isort:skip
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
-from wps_sam import add_wps_sam_config  # noqa: E402
-from wps_sam.data.catalog_utils import resolve_num_classes  # noqa: E402
+from wps_sam.cli_config import load_wps_sam_cfg  # noqa: E402
 from wps_sam.data.embedding_cache import build_embedding_cache  # noqa: E402
 
 
@@ -27,14 +23,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args()
-    cfg = get_cfg()
-    add_wps_sam_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    resolve_num_classes(cfg)
-    cfg.freeze()
+    cfg = load_wps_sam_cfg(args.config_file, args.opts)
     names = args.datasets or list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     counts = build_embedding_cache(cfg, build_model(cfg), names, batch_size=args.batch_size)
     print(f"{cfg.INPUT.EMBEDDING_CACHE_DIR}: {counts}")

@@ -20,13 +20,11 @@ import sys
 import time
 
 import wps_sam  # noqa: F401  isort:skip
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from wps_sam import add_wps_sam_config  # noqa: E402
-from wps_sam.data.catalog_utils import resolve_num_classes  # noqa: E402
+from wps_sam.cli_config import load_wps_sam_cfg  # noqa: E402
 from wps_sam.data.embedding_cache import build_embedding_cache  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,18 +56,7 @@ QUICK_OPTS = ["SOLVER.NUM_EPOCHS", "0", "SOLVER.MAX_ITER", "20", "TEST.EVAL_PERI
 
 
 def load_cfg(config_file, opts=()):
-    cfg = get_cfg()
-    add_wps_sam_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, config_file))
-    cfg.merge_from_list(list(opts))
-    cfg.MODEL.DEVICE = "cpu" if not _cuda() else cfg.MODEL.DEVICE
-    return resolve_num_classes(cfg)
-
-
-def _cuda():
-    import torch
-
-    return torch.cuda.is_available()
+    return load_wps_sam_cfg(os.path.join(REPO, config_file), opts, freeze=False)
 
 
 def ensure_tiny_sam(cfg):

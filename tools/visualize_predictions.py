@@ -15,13 +15,11 @@ from tqdm import tqdm
 
 import wps_sam  # noqa: F401  isort:skip
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
-from wps_sam import add_wps_sam_config  # noqa: E402
+from wps_sam.cli_config import load_wps_sam_cfg  # noqa: E402
 from wps_sam.data import WPSSAMDatasetMapper  # noqa: E402
-from wps_sam.data.catalog_utils import resolve_num_classes  # noqa: E402
 from wps_sam.visualization import save_part_overlay  # noqa: E402
 
 
@@ -61,14 +59,7 @@ def main():
     parser.add_argument("--output", default="output/overlays")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args()
-    cfg = get_cfg()
-    add_wps_sam_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    resolve_num_classes(cfg)
-    cfg.freeze()
+    cfg = load_wps_sam_cfg(args.config_file, args.opts)
     for p in visualize(cfg, args.dataset or cfg.DATASETS.TEST[0], args.output, args.num_images):
         print(p)
 
