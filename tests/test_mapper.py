@@ -19,6 +19,8 @@ from wps_sam.data.datasets.register_partimagenet import register_all_partimagene
 
 from partimagenet_fixture import FIXTURE_IMAGES, label_map, make_partimagenet
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def _cfg(image_size=1024, cache_dir=""):
     cfg = get_cfg()
@@ -131,3 +133,38 @@ def test_embedding_cache(pin_dicts, tmp_path):
     torch.save(torch.randn(256, 4, 4), path)  # made by another SAM
     with pytest.raises(ValueError, match="another SAM"):
         mapper(d)
+
+
+def test_build_embedding_cache_writes_checks_and_rebuilds(pin_dicts, tmp_path):
+    from detectron2.modeling import build_model
+
+    from wps_sam.data.embedding_cache import build_embedding_cache
+    from wps_sam.modeling.sam_builder import build_sam, sam_architecture_from_cfg
+
+    cfg = get_cfg()
+    add_wps_sam_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO_ROOT, "configs", "tests", "tiny_random_sam.yaml"))
+    cache = str(tmp_path / "cache")
+    cfg.INPUT.EMBEDDING_CACHE_DIR = cache
+    torch.manual_seed(0)
+    sam_path = str(tmp_path / "sam_a.pth")
+    torch.save(build_sam(sam_architecture_from_cfg(cfg)).state_dict(), sam_path)
+    cfg.MODEL.SAM.CHECKPOINT = sam_path
+    model = build_model(cfg)
+    counts = build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"])
+    assert counts == {"written": len(pin_dicts), "present": 0}
+    d = pin_dicts["n01440764_101"]
+    cached = torch.load(embedding_cache_path(cache, d["file_name"]), weights_only=True)
+    direct = model.image_embeddings([{"image": WPSSAMDatasetMapper(cfg, False)(d)["image"]}])[0]
+    torch.testing.assert_close(cached, direct)
+    # A second call only counts what is there.
+    assert build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"])["written"] == 0
+
+    # Another checkpoint: refused by default, rebuilt on request (the main job's behaviour).
+    other = str(tmp_path / "sam_b.pth")
+    torch.save(build_sam(sam_architecture_from_cfg(cfg)).state_dict(), other)
+    cfg.MODEL.SAM.CHECKPOINT = other
+    with pytest.raises(ValueError, match="another SAM"):
+        build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"])
+    counts = build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"], rebuild_stale=True)
+    assert counts == {"written": len(pin_dicts), "present": 0}

@@ -285,3 +285,24 @@ def test_epoch_schedule():
     cfg.SOLVER.STEP_FRACTIONS = [0.5]
     resolve_epoch_schedule(cfg, num_images=16540)
     assert cfg.SOLVER.MAX_ITER == 150 * 2068 and cfg.SOLVER.STEPS == (75 * 2068,)
+
+
+def test_full_model_gradient_clipping_bounds_the_joint_norm():
+    cfg = get_cfg()
+    add_wps_sam_config(cfg)
+    cfg.SOLVER.OPTIMIZER, cfg.SOLVER.BASE_LR = "SGD", 1.0
+    cfg.SOLVER.MOMENTUM, cfg.SOLVER.WEIGHT_DECAY = 0.0, 0.0
+    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.1
+    layers = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    before = [p.detach().clone() for p in layers.parameters()]
+    optimizer = build_wps_sam_optimizer(cfg, layers)
+    (layers(torch.full((2, 3), 100.0)).sum() * 1000).backward()
+    optimizer.step()
+    # All gradients were scaled together (in place) to a joint norm of 0.1; SGD at lr 1 moved
+    # the parameters by exactly that.
+    joint = torch.sqrt(sum((p.grad**2).sum() for p in layers.parameters()))
+    assert torch.isclose(joint, torch.tensor(0.1), atol=1e-6)
+    step = torch.sqrt(sum(((b - p.detach()) ** 2).sum() for b, p in zip(before, layers.parameters())))
+    assert torch.isclose(step, torch.tensor(0.1), atol=1e-5)

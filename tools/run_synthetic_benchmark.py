@@ -143,7 +143,10 @@ def main():
     print(f"    {base.MODEL.SAM.CHECKPOINT}")
     print("[benchmark] 3/4 SAM image embeddings (computed once, reused by every row)")
     model = build_model(base)
-    build_embedding_cache(base, model, list(base.DATASETS.TRAIN) + list(base.DATASETS.TEST))
+    # The cache is derived data: one made by an older tiny SAM is rebuilt (with a warning).
+    build_embedding_cache(
+        base, model, list(base.DATASETS.TRAIN) + list(base.DATASETS.TEST), rebuild_stale=True
+    )
     del model
 
     print(f"[benchmark] 4/4 rows: {rows}")

@@ -34,7 +34,24 @@ def build_wps_sam_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimize
         raise ValueError(
             f"SOLVER.OPTIMIZER must be ADAM, ADAMW or SGD, not {cfg.SOLVER.OPTIMIZER!r}"
         )
-    return maybe_add_gradient_clipping(cfg, optimizer_cls)(params, **kwargs)
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    if clip.ENABLED and clip.CLIP_TYPE == "full_model":
+        optimizer_cls = _with_full_model_clipping(optimizer_cls, clip.CLIP_VALUE, clip.NORM_TYPE)
+    else:  # detectron2's per-parameter "value" / "norm" clipping (or none)
+        optimizer_cls = maybe_add_gradient_clipping(cfg, optimizer_cls)
+    return optimizer_cls(params, **kwargs)
+
+
+def _with_full_model_clipping(optimizer_cls, max_norm: float, norm_type: float):
+    """``optimizer_cls`` whose ``step`` first clips the norm of *all* its gradients together to
+    ``max_norm`` (as DETR does), rather than each parameter's alone (detectron2's "norm")."""
+
+    def step(self, closure=None):
+        params = [p for group in self.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type)
+        return optimizer_cls.step(self, closure)
+
+    return type(optimizer_cls.__name__ + "WithFullModelClipping", (optimizer_cls,), {"step": step})
 
 
 def resolve_epoch_schedule(cfg, num_images: int = None):

@@ -44,25 +44,38 @@ def sam_fingerprint(cfg) -> dict:
     return {"sam": arch, "checkpoint_sha256": digest}
 
 
-def _check_or_write_info(cache_dir: str, info: dict):
+def _check_or_write_info(cache_dir: str, info: dict, rebuild_stale: bool = False):
     path = os.path.join(cache_dir, INFO_FILE)
     if os.path.exists(path):
         with open(path) as f:
             existing = json.load(f)
-        if existing != info:
+        if existing != info and rebuild_stale:
+            stale = [n for n in os.listdir(cache_dir) if n.endswith(".pt")]
+            logger.warning(
+                f"The embedding cache {cache_dir} was made by another SAM (checkpoint sha256 "
+                f"{existing.get('checkpoint_sha256')}, now {info['checkpoint_sha256']}): "
+                f"deleting its {len(stale)} embeddings and rebuilding it."
+            )
+            for name in stale:
+                os.remove(os.path.join(cache_dir, name))
+            os.remove(path)
+        elif existing != info:
             raise ValueError(
                 f"The embedding cache {cache_dir} was made by another SAM ({existing}); this "
                 f"config's SAM is {info}. Delete the folder or choose another "
                 "INPUT.EMBEDDING_CACHE_DIR."
             )
-        return
+        else:
+            return
     os.makedirs(cache_dir, exist_ok=True)
     with open(path, "w") as f:
         json.dump(info, f, indent=1, sort_keys=True)
 
 
 @torch.no_grad()
-def build_embedding_cache(cfg, model, dataset_names, cache_dir=None, batch_size=8) -> dict:
+def build_embedding_cache(
+    cfg, model, dataset_names, cache_dir=None, batch_size=8, rebuild_stale=False
+) -> dict:
     """Write the SAM image embedding of every image of ``dataset_names`` into ``cache_dir``.
 
     Args:
@@ -71,13 +84,15 @@ def build_embedding_cache(cfg, model, dataset_names, cache_dir=None, batch_size=
         model: a :class:`wps_sam.WPSSAM` (only its frozen encoder is used).
         dataset_names: registered dataset names.
         batch_size: images per encoder call.
+        rebuild_stale: when the cache was made by another SAM (architecture or checkpoint),
+            delete its embeddings (with a warning) and rebuild it, instead of raising.
     Returns:
         counts {"written", "present"}: images encoded now, images already cached.
     """
     cache_dir = cache_dir or cfg.INPUT.EMBEDDING_CACHE_DIR
     if not cache_dir:
         raise ValueError("No cache folder: set INPUT.EMBEDDING_CACHE_DIR")
-    _check_or_write_info(cache_dir, sam_fingerprint(cfg))
+    _check_or_write_info(cache_dir, sam_fingerprint(cfg), rebuild_stale)
     # Train mode: no label maps are read; the annotations are stripped below.
     mapper = WPSSAMDatasetMapper(cfg, is_train=True)
     mapper.embedding_cache_dir = ""  # read images, never the cache being written
