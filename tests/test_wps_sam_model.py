@@ -280,6 +280,52 @@ def test_criterion_matches_paper_equation():
     assert losses["loss_prompt"].item() == pytest.approx(20.0 * 0.125 / 3, rel=1e-5)
 
 
+def test_deep_supervision_adds_one_matched_loss_per_earlier_decoder_layer(sam_checkpoint):
+    model = build(
+        sam_checkpoint, **{"MODEL.WPS_SAM.DEEP_SUPERVISION": True, "MODEL.WPS_SAM.DEC_LAYERS": 3}
+    )
+    dec_layers = len(model.prompter.transformer.decoder_layers)
+    model.train()
+    with EventStorage():
+        losses = model([make_input(0), make_input(1)])
+    expected = {"loss_cls", "loss_prompt"} | {
+        f"loss_{kind}_{i}" for kind in ("cls", "prompt") for i in range(dec_layers - 1)
+    }
+    assert set(losses) == expected
+    # The final layer's loss is the one without deep supervision (same weights, same inputs).
+    plain = build(sam_checkpoint, **{"MODEL.WPS_SAM.DEC_LAYERS": 3})
+    plain.train()
+    with EventStorage():
+        reference = plain([make_input(0), make_input(1)])
+    for key in ("loss_cls", "loss_prompt"):
+        torch.testing.assert_close(losses[key], reference[key])
+    # Inference ignores the auxiliary heads.
+    model.eval()
+    with torch.no_grad():
+        out = model.prompter(torch.zeros(1, 256, 8, 8))
+    assert "aux_outputs" not in out
+
+
+def test_sam_positional_encoding_is_the_prompt_encoders_basis(sam_checkpoint):
+    sam_pe = {"MODEL.WPS_SAM.POS_EMBED": "sam", "MODEL.WPS_SAM.HIDDEN_DIM": 256}
+    model = build(sam_checkpoint, **sam_pe)
+    prompter, pe_layer = model.prompter, model.sam.prompt_encoder.pe_layer
+    side = prompter.memory_size
+    # The cell (i, j) of the memory carries SAM's encoding of that cell's centre in image pixels.
+    size = model.image_size
+    centre = torch.tensor([[[(1 + 0.5) * size / side, (0 + 0.5) * size / side]]])
+    expected = pe_layer.forward_with_coords(centre, (size, size))[0, 0]
+    torch.testing.assert_close(prompter.pos_embed[0, :, 0, 1], expected, rtol=1e-4, atol=1e-4)
+    assert not any("pos_embed" in k for k in model.state_dict())  # derived, not saved
+    unset = QueryPrompter(tiny_cfg(**sam_pe))
+    with pytest.raises(RuntimeError, match="use_sam_position_encoding"):
+        unset(torch.zeros(1, 256, 8, 8))
+    with pytest.raises(ValueError, match="HIDDEN_DIM"):
+        QueryPrompter(tiny_cfg(**{"MODEL.WPS_SAM.POS_EMBED": "sam"}))
+    with pytest.raises(ValueError, match="POS_EMBED"):
+        QueryPrompter(tiny_cfg(**{"MODEL.WPS_SAM.POS_EMBED": "rope"}))
+
+
 def test_epoch_schedule():
     cfg = tiny_cfg(**{"SOLVER.NUM_EPOCHS": 150, "SOLVER.IMS_PER_BATCH": 8})
     cfg.SOLVER.STEP_FRACTIONS = [0.5]
@@ -304,5 +350,7 @@ def test_full_model_gradient_clipping_bounds_the_joint_norm():
     # the parameters by exactly that.
     joint = torch.sqrt(sum((p.grad**2).sum() for p in layers.parameters()))
     assert torch.isclose(joint, torch.tensor(0.1), atol=1e-6)
-    step = torch.sqrt(sum(((b - p.detach()) ** 2).sum() for b, p in zip(before, layers.parameters())))
+    step = torch.sqrt(
+        sum(((b - p.detach()) ** 2).sum() for b, p in zip(before, layers.parameters()))
+    )
     assert torch.isclose(step, torch.tensor(0.1), atol=1e-5)

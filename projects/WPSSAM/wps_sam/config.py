@@ -67,8 +67,11 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.WPS_SAM.PRE_NORM = False
     # 3x3 stride-2 convolutions (each + LayerNorm2d + GELU) that shrink the image embedding.
     cfg.MODEL.WPS_SAM.NUM_DOWNSAMPLE_CONVS = 2
-    # Positional embedding of the prompter's memory: "learned" (zero-initialised) or "sine".
+    # Positional embedding of the prompter's memory: "learned" (zero-initialised), "sine", or
+    # "sam" (SAM's frozen Fourier features of the cell centres, the basis of its box prompts).
     cfg.MODEL.WPS_SAM.POS_EMBED = "learned"
+    # Also add the positional embedding to the memory (values), not only to queries and keys.
+    cfg.MODEL.WPS_SAM.POS_IN_MEMORY = False
     # Hidden width of the prompt head MLP.
     cfg.MODEL.WPS_SAM.PROMPT_HEAD_HIDDEN_DIM = 512
     # Prompt tokens emitted per query (SAM encodes a box as 2 corner tokens).
@@ -81,6 +84,9 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.WPS_SAM.CLASS_WEIGHT = 5.0
     # Loss weight lambda_reg of the smooth-L1 distillation loss.
     cfg.MODEL.WPS_SAM.PROMPT_WEIGHT = 20.0
+    # Add the loss of every earlier decoder layer's prediction (DETR's auxiliary losses; the paper
+    # states only the final layer's loss).
+    cfg.MODEL.WPS_SAM.DEEP_SUPERVISION = False
     # Cross-entropy weight of the "no part" class (1.0 = plain cross-entropy, as in the paper).
     cfg.MODEL.WPS_SAM.NO_OBJECT_WEIGHT = 1.0
     # Weak label the teacher encodes: "box" (part boxes) or "point" (box centres).

@@ -95,6 +95,8 @@ class WPSSAM(nn.Module):
             p.requires_grad_(False)
         self.sam.eval()
         self.prompter = prompter
+        if prompter.pos_embed_type == "sam":
+            prompter.use_sam_position_encoding(sam.prompt_encoder.pe_layer)
         self.criterion = criterion
         self.teacher = PromptEncoderTeacher(sam.prompt_encoder, supervision)
         self.gt_teachers = {

@@ -19,6 +19,9 @@ class SetCriterion(nn.Module):
 
     where SmoothL1 is averaged over the T x D prompt values and ``w`` is 1 for parts and
     ``no_object_weight`` for "no part" (1.0 gives the paper's plain cross-entropy).
+
+    With deep supervision the same loss, with its own matching, is added for the prediction of
+    every earlier decoder layer (keys suffixed ``_0``, ``_1``, ...), as DETR does.
     """
 
     def __init__(
@@ -66,11 +69,20 @@ class SetCriterion(nn.Module):
     ) -> Tuple[Dict[str, Tensor], List[Tuple[Tensor, Tensor]]]:
         """
         Args:
-            outputs: "pred_logits" (B, S, C+1), "pred_prompts" (B, S, T, D).
+            outputs: "pred_logits" (B, S, C+1), "pred_prompts" (B, S, T, D), optionally
+                "aux_outputs" (a list of dicts with the same two keys).
             targets: per image "labels" (M,) and "prompts" (M, T, D).
         Returns:
-            the loss dict {"loss_cls", "loss_prompt"} (already weighted) and the matching.
+            the loss dict {"loss_cls", "loss_prompt"} (already weighted; plus "loss_cls_<i>",
+            "loss_prompt_<i>" per auxiliary output) and the matching of the final output.
         """
+        losses, indices = self._weighted_losses(outputs, targets)
+        for i, aux in enumerate(outputs.get("aux_outputs", [])):
+            aux_losses, _ = self._weighted_losses(aux, targets)
+            losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
+        return losses, indices
+
+    def _weighted_losses(self, outputs, targets):
         indices = self.matcher(outputs, targets)
         losses = {
             "loss_cls": self.class_weight

@@ -10,7 +10,9 @@ from torch import Tensor, nn
 
 from .transformer import PrompterTransformer
 
-__all__ = ["QueryPrompter", "sine_position_embedding"]
+__all__ = ["QueryPrompter", "sine_position_embedding", "POS_EMBEDS"]
+
+POS_EMBEDS = ("learned", "sine", "sam")
 
 
 def sine_position_embedding(dim: int, height: int, width: int) -> Tensor:
@@ -57,6 +59,8 @@ class QueryPrompter(nn.Module):
         prompt_head_hidden_dim: int = 512,
         num_prompt_tokens: int = 2,
         prompt_embed_dim: int = 256,
+        deep_supervision: bool = False,
+        pos_in_memory: bool = False,
     ):
         """
         Args:
@@ -65,13 +69,24 @@ class QueryPrompter(nn.Module):
             in_channels: channels of the SAM image embedding (256).
             embedding_size: side of the SAM image embedding (64 for 1024 / 16).
             num_downsample_convs: stride-2 convolutions; the memory is embedding_size / 2**n.
-            pos_embed: "learned" (zero-initialised parameter, as the authors) or "sine".
+            pos_embed: "learned" (zero-initialised parameter, as the authors), "sine", or "sam":
+                SAM's frozen random-Fourier encoding of the memory cell centres, the basis in which
+                SAM's prompt encoder writes box corners (set by :meth:`use_sam_position_encoding`).
             num_prompt_tokens, prompt_embed_dim: shape of the emitted prompt per query.
+            pos_in_memory: also add the positional embedding to the memory itself, so attended
+                values carry where they come from (DETR adds it to queries and keys only).
+            deep_supervision: in training, also emit the heads' predictions on every earlier
+                decoder layer ("aux_outputs"), for DETR's auxiliary losses.
         """
         super().__init__()
-        if pos_embed not in ("learned", "sine"):
+        if pos_embed not in POS_EMBEDS:
             raise ValueError(
-                f"MODEL.WPS_SAM.POS_EMBED must be 'learned' or 'sine', not {pos_embed!r}"
+                f"MODEL.WPS_SAM.POS_EMBED must be one of {POS_EMBEDS}, not {pos_embed!r}"
+            )
+        if pos_embed == "sam" and hidden_dim != prompt_embed_dim:
+            raise ValueError(
+                f"MODEL.WPS_SAM.POS_EMBED 'sam' needs HIDDEN_DIM == SAM's prompt embedding dim "
+                f"({prompt_embed_dim}), got {hidden_dim}"
             )
         layers = []
         channels = in_channels
@@ -89,12 +104,18 @@ class QueryPrompter(nn.Module):
         for _ in range(num_downsample_convs):
             side = (side + 1) // 2
         self.memory_size = side
+        self.pos_embed_type = pos_embed
         if pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(1, hidden_dim, side, side))
-        else:
+        elif pos_embed == "sine":
             self.register_buffer(
                 "pos_embed", sine_position_embedding(hidden_dim, side, side), persistent=False
             )
+        else:  # filled from SAM by use_sam_position_encoding(); NaN until then
+            self.register_buffer(
+                "pos_embed", torch.full((1, hidden_dim, side, side), float("nan")), persistent=False
+            )
+        self.pos_in_memory = pos_in_memory
         self.transformer = PrompterTransformer(
             d_model=hidden_dim,
             nhead=nheads,
@@ -115,6 +136,7 @@ class QueryPrompter(nn.Module):
         self.num_queries = num_queries
         self.num_prompt_tokens = num_prompt_tokens
         self.prompt_embed_dim = prompt_embed_dim
+        self.deep_supervision = deep_supervision
 
     @classmethod
     def from_config(cls, cfg):
@@ -136,7 +158,19 @@ class QueryPrompter(nn.Module):
             "prompt_head_hidden_dim": w.PROMPT_HEAD_HIDDEN_DIM,
             "num_prompt_tokens": w.NUM_PROMPT_TOKENS,
             "prompt_embed_dim": cfg.MODEL.SAM.PROMPT_EMBED_DIM,
+            "deep_supervision": w.DEEP_SUPERVISION,
+            "pos_in_memory": w.POS_IN_MEMORY,
         }
+
+    @torch.no_grad()
+    def use_sam_position_encoding(self, pe_layer: nn.Module) -> None:
+        """Take the "sam" positional embedding from SAM's ``PositionEmbeddingRandom`` (frozen),
+        evaluated at the centres of the memory's cells over the image frame."""
+        if self.pos_embed_type != "sam":
+            raise RuntimeError(f"the prompter's positional embedding is {self.pos_embed_type!r}")
+        side = self.memory_size
+        pe = pe_layer((side, side)).to(self.pos_embed)
+        self.pos_embed.copy_(pe.unsqueeze(0))
 
     def forward(self, image_embeddings: Tensor) -> Dict[str, Tensor]:
         """
@@ -144,10 +178,31 @@ class QueryPrompter(nn.Module):
             image_embeddings: (B, 256, E, E) SAM image embeddings.
         Returns:
             dict with "pred_logits": (B, S, C + 1) and "pred_prompts": (B, S, T, D) prompt tokens
-            (T = num_prompt_tokens, D = prompt_embed_dim).
+            (T = num_prompt_tokens, D = prompt_embed_dim); with deep supervision in training, also
+            "aux_outputs": a list of such dicts, one per decoder layer but the last.
         """
         src = self.downsample(image_embeddings)
-        hs = self.transformer(src, self.pos_embed, self.query_embed.weight)
-        b, s, _ = hs.shape
-        prompts = self.prompt_head(hs).view(b, s, self.num_prompt_tokens, self.prompt_embed_dim)
-        return {"pred_logits": self.class_head(hs), "pred_prompts": prompts}
+        if self.pos_embed_type == "sam" and torch.isnan(self.pos_embed).any():
+            raise RuntimeError(
+                "QueryPrompter with POS_EMBED 'sam' needs use_sam_position_encoding(sam's "
+                "prompt_encoder.pe_layer) first (WPSSAM does it)"
+            )
+        if self.pos_in_memory:
+            src = src + self.pos_embed
+        with_aux = self.deep_supervision and self.training
+        hs = self.transformer(
+            src, self.pos_embed, self.query_embed.weight, return_intermediate=with_aux
+        )
+        if not with_aux:
+            hs = hs[None]
+        layers, b, s, _ = hs.shape
+        logits = self.class_head(hs)
+        prompts = self.prompt_head(hs).view(
+            layers, b, s, self.num_prompt_tokens, self.prompt_embed_dim
+        )
+        outputs = {"pred_logits": logits[-1], "pred_prompts": prompts[-1]}
+        if with_aux:
+            outputs["aux_outputs"] = [
+                {"pred_logits": logits[i], "pred_prompts": prompts[i]} for i in range(layers - 1)
+            ]
+        return outputs

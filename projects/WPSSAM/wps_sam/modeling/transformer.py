@@ -111,14 +111,18 @@ class PrompterTransformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, src: Tensor, pos: Tensor, query_pos: Tensor) -> Tensor:
+    def forward(
+        self, src: Tensor, pos: Tensor, query_pos: Tensor, return_intermediate: bool = False
+    ) -> Tensor:
         """
         Args:
             src: (B, C, H, W) feature map.
             pos: (B or 1, C, H, W) positional embedding of ``src``.
             query_pos: (S, C) learned query embeddings.
+            return_intermediate: also return every decoder layer's (normalised) output.
         Returns:
-            (B, S, C) decoder output embeddings.
+            (B, S, C) decoder output embeddings, or (L, B, S, C) for the L decoder layers (the
+            last one last) if ``return_intermediate``.
         """
         b = src.shape[0]
         memory = src.flatten(2).transpose(1, 2)  # B, HW, C
@@ -128,6 +132,11 @@ class PrompterTransformer(nn.Module):
         memory = self.encoder_norm(memory)
         query_pos = query_pos.unsqueeze(0).expand(b, -1, -1)
         tgt = torch.zeros_like(query_pos)
+        intermediate = []
         for layer in self.decoder_layers:
             tgt = layer(tgt, memory, pos, query_pos)
+            if return_intermediate:
+                intermediate.append(self.decoder_norm(tgt))
+        if return_intermediate:
+            return torch.stack(intermediate)
         return self.decoder_norm(tgt)
