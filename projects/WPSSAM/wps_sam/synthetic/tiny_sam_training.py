@@ -7,8 +7,9 @@ regresses the IoU of its mask. Box prompts supervise the single-mask output
 (``multimask_output=False``); a single-point prompt supervises the best of the three multimask
 outputs (minimum loss, as SAM does for ambiguous prompts) and, because downstream code may prompt
 with one point and ``multimask_output=False``, the single-mask output as well. The mask loss is
-dice + class-balanced BCE (see ``_mask_losses`` for why not SAM's focal + dice), and the image encoder's position embedding starts from 2D
-sine-cosines (see :func:`init_sincos_position_embedding_`).
+dice + class-balanced BCE (see ``_mask_losses`` for why not SAM's focal + dice), and the image
+encoder's position embedding starts from 2D sine-cosines
+(see :func:`init_sincos_position_embedding_`).
 
 The training data is :mod:`wps_sam.synthetic.generic_shapes`; the model never sees part data.
 """
