@@ -15,8 +15,8 @@ TINY_SAM = os.path.join(REPO, "checkpoints", "tiny_sam_256.pth")
 @pytest.mark.skipif(not os.path.isfile(TINY_SAM), reason="the committed tiny SAM is missing")
 @pytest.mark.skipif(
     os.environ.get("WPS_SAM_RUN_CHAIN_TEST") != "1",
-    reason="slow and not yet calibrated against the (weak) committed tiny SAM; "
-    "set WPS_SAM_RUN_CHAIN_TEST=1 to run it",
+    reason="fails today: the CPU recipe's prompter does not learn to localise parts from the tiny "
+    "SAM's embeddings within minutes (README, 'Status'); set WPS_SAM_RUN_CHAIN_TEST=1 to run it",
 )
 def test_trained_prompter_beats_untrained(tmp_path):
     env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets")}

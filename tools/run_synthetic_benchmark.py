@@ -50,7 +50,7 @@ ROWS = {
         "WPS-SAM, box sup., 50 queries",
     ),
 }
-MAIN_ROWS = ["sam_gt_box", "wps_sam_box"]
+MAIN_ROWS = ["untrained_prompter", "sam_gt_box", "wps_sam_box"]
 # A few iterations and images: proves the chain runs, not the numbers (used by tests).
 QUICK_OPTS = ["SOLVER.NUM_EPOCHS", "0", "SOLVER.MAX_ITER", "20", "TEST.EVAL_PERIOD", "0"]
 
@@ -153,12 +153,13 @@ def main():
     results = {}
     for name in rows:
         out_dir, results[name] = run_row(name, output_root, extra, args.log)
-        if not ROWS[name][1] and args.num_overlays > 0:
+        if args.num_overlays > 0:
             from visualize_predictions import visualize  # tools/ is on sys.path as the script dir
 
-            cfg = load_cfg(
-                ROWS[name][0], extra + ["MODEL.WEIGHTS", os.path.join(out_dir, "model_final.pth")]
+            trained = (
+                [] if ROWS[name][1] else ["MODEL.WEIGHTS", os.path.join(out_dir, "model_final.pth")]
             )
+            cfg = load_cfg(ROWS[name][0], extra + trained)
             paths = visualize(
                 cfg, cfg.DATASETS.TEST[0], os.path.join(out_dir, "overlays"), args.num_overlays
             )
