@@ -1,0 +1,30 @@
+"""The oracle input of tools/diagnose_prompter.py: a label map as a (D, E, E) 'embedding'."""
+
+import importlib.util
+import os
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "diagnose_prompter", os.path.join(REPO, "tools", "diagnose_prompter.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_oracle_embedding_is_the_projected_label_fractions_per_cell():
+    tool = _load_tool()
+    labels = torch.full((8, 8), 2, dtype=torch.int64)  # background = 2 of 3 labels
+    labels[:4, :4] = 0  # part 0 fills the top-left cell of a 2x2 grid
+    labels[4:, 4:6] = 1  # part 1 covers half of the bottom-right cell
+    projection = torch.randn(5, 3)
+    emb = tool.oracle_embedding(labels, 3, projection, side=2)
+    assert emb.shape == (5, 2, 2)
+    torch.testing.assert_close(emb[:, 0, 0], projection[:, 0])
+    torch.testing.assert_close(emb[:, 0, 1], projection[:, 2])
+    torch.testing.assert_close(emb[:, 1, 1], 0.5 * projection[:, 1] + 0.5 * projection[:, 2])

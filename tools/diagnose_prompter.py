@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""Diagnostics behind the README's "Status" of the synthetic benchmark: why the prompter's
+distillation loss does not fall on CPU budgets.
+
+    # the prompter's losses on the training set, a loop without detectron2's trainer
+    python tools/diagnose_prompter.py train --iters 600 --input embedding
+    python tools/diagnose_prompter.py train --iters 500 --input oracle MODEL.WPS_SAM.ENC_LAYERS 2
+    python tools/diagnose_prompter.py train --iters 300 --num-images 8 --lr 2e-4   # overfit
+    # how much part identity the tiny SAM's embeddings carry (linear and 2-conv probes)
+    python tools/diagnose_prompter.py probe --iters 600
+    # how much of the constant prediction's loss a coarse localisation of the corners removes
+    python tools/diagnose_prompter.py pe-tolerance
+
+``--input oracle`` replaces every image embedding by the ground-truth part label map (one-hot,
+area-downsampled to the embedding's grid, projected to 256 channels by a fixed random matrix): a
+perfectly semantic input, to tell weak features from slow set-prediction learning.
+"""
+
+import argparse
+import random
+import time
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+import wps_sam  # noqa: F401  isort:skip
+from detectron2.data import DatasetCatalog  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from detectron2.structures import BoxMode  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from wps_sam.cli_config import load_wps_sam_cfg  # noqa: E402
+from wps_sam.data import WPSSAMDatasetMapper  # noqa: E402
+from wps_sam.data.dataset_mappers.wps_sam_dataset_mapper import embedding_cache_path  # noqa: E402
+
+CONFIG = "configs/synthetic/wps_sam_tiny_box_q25.yaml"
+
+
+def _label_map(dataset_dict) -> torch.Tensor:
+    return torch.from_numpy(np.array(Image.open(dataset_dict["sem_seg_file_name"]), dtype=np.int64))
+
+
+def oracle_embedding(label_map: torch.Tensor, num_labels: int, projection: torch.Tensor, side: int):
+    """(D, side, side): the one-hot label map, area-downsampled, projected by ``projection``."""
+    onehot = F.one_hot(label_map, num_labels).permute(2, 0, 1).float()[None]
+    return torch.einsum("dc,chw->dhw", projection, F.adaptive_avg_pool2d(onehot, side)[0])
+
+
+def train(args):
+    cfg = load_wps_sam_cfg(args.config_file, args.opts)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    model = build_model(cfg).train()
+    mapper = WPSSAMDatasetMapper(cfg, is_train=True)
+    dicts = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])[: args.num_images]
+    data = [mapper(d) for d in tqdm(dicts, desc="loading")]
+    if args.input == "oracle":
+        num_labels = cfg.MODEL.WPS_SAM.NUM_CLASSES + 1  # parts + background
+        side = cfg.MODEL.SAM.IMAGE_SIZE // cfg.MODEL.SAM.PATCH_SIZE
+        dim = cfg.MODEL.SAM.PROMPT_EMBED_DIM
+        projection = torch.randn(dim, num_labels) / num_labels**0.5
+        for d, x in zip(dicts, data):
+            x["image_embedding"] = oracle_embedding(_label_map(d), num_labels, projection, side)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    sums, start = {}, time.time()
+    for it in range(args.iters):
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * min(1.0, (it + 1) / args.warmup)
+        losses = model(random.sample(data, cfg.SOLVER.IMS_PER_BATCH))
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        torch.nn.utils.clip_grad_norm_(params, args.clip)
+        optimizer.step()
+        for key in ("loss_cls", "loss_prompt"):
+            sums[key] = sums.get(key, 0.0) + float(losses[key].detach())
+        if (it + 1) % args.log_period == 0:
+            means = {k: round(v / args.log_period, 3) for k, v in sums.items()}
+            print(f"iter {it + 1} ({time.time() - start:.0f} s): {means}", flush=True)
+            sums = {}
+    model.eval()
+    with torch.no_grad():
+        out = model.prompter(torch.stack([x["image_embedding"] for x in data[:16]]).float())
+    prompts = out["pred_prompts"]
+    print(
+        f"prompt std over queries {prompts.std(1).mean():.4f}, "
+        f"over images {prompts.std(0).mean():.4f} (the second is ~0.01 for a prompter that ignores "
+        "the image)"
+    )
+
+
+def probe(args):
+    cfg = load_wps_sam_cfg(args.config_file, args.opts)
+    torch.manual_seed(args.seed)
+
+    def load(name, limit=None):
+        dicts = DatasetCatalog.get(name)[:limit]
+        x = torch.stack(
+            [
+                torch.load(
+                    embedding_cache_path(cfg.INPUT.EMBEDDING_CACHE_DIR, d["file_name"]),
+                    weights_only=True,
+                ).float()
+                for d in tqdm(dicts, desc=name)
+            ]
+        )
+        return x, torch.stack([_label_map(d) for d in dicts])
+
+    x_train, y_train = load(cfg.DATASETS.TRAIN[0])
+    x_val, y_val = load(cfg.DATASETS.TEST[0])
+    num_labels = cfg.MODEL.WPS_SAM.NUM_CLASSES + 1
+    dim, size = x_train.shape[1], y_train.shape[-1]
+    probes = {
+        "linear (1x1 conv)": torch.nn.Conv2d(dim, num_labels, 1),
+        "two 3x3 convs": torch.nn.Sequential(
+            torch.nn.Conv2d(dim, dim, 3, padding=1),
+            torch.nn.GELU(),
+            torch.nn.Conv2d(dim, dim, 3, padding=1),
+            torch.nn.GELU(),
+            torch.nn.Conv2d(dim, num_labels, 1),
+        ),
+    }
+    for name, net in probes.items():
+        optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+        for _ in tqdm(range(args.iters), desc=name):
+            idx = torch.randint(0, len(x_train), (16,))
+            logits = F.interpolate(net(x_train[idx]), size=size, mode="bilinear")
+            loss = F.cross_entropy(logits, y_train[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            pred = torch.cat(
+                [
+                    F.interpolate(net(x_val[i : i + 50]), size=size, mode="bilinear").argmax(1)
+                    for i in range(0, len(x_val), 50)
+                ]
+            )
+        ious = [
+            ((pred == c) & (y_val == c)).sum().item() / ((pred == c) | (y_val == c)).sum().item()
+            for c in range(num_labels - 1)
+            if (y_val == c).any()
+        ]
+        print(f"{name}: part mIoU {100 * np.mean(ious):.1f} on {cfg.DATASETS.TEST[0]}")
+
+
+def pe_tolerance(args):
+    cfg = load_wps_sam_cfg(args.config_file, args.opts)
+    torch.manual_seed(args.seed)
+    prompt_encoder = build_model(cfg).sam.prompt_encoder
+    boxes = torch.tensor(
+        [
+            BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+            for d in DatasetCatalog.get(cfg.DATASETS.TEST[0])
+            for a in d["annotations"]
+        ],
+        dtype=torch.float32,
+    )
+
+    def encode(b):
+        return prompt_encoder(points=None, boxes=b, masks=None)[0]
+
+    with torch.no_grad():
+        target = encode(boxes)
+        constant = F.smooth_l1_loss(target.mean(0, keepdim=True).expand_as(target), target).item()
+        print(f"{len(boxes)} part boxes; constant (mean) prompt: smooth-L1 {constant:.4f}")
+        for sigma in (4, 8, 16, 32, 64):
+            # The best prediction of a model that knows each corner within ~sigma px: the mean
+            # encoding over that uncertainty.
+            blurred = torch.stack(
+                [encode(boxes + torch.randn_like(boxes) * sigma) for _ in range(16)]
+            ).mean(0)
+            loss = F.smooth_l1_loss(blurred, target).item()
+            print(
+                f"corners known within ~{sigma:2d} px: {loss:.4f}, "
+                f"{100 * (1 - loss / constant):.0f}% of the constant's loss removed"
+            )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("train", "probe", "pe-tolerance"):
+        p = sub.add_parser(name)
+        p.add_argument("--config-file", default=CONFIG)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+        if name in ("train", "probe"):
+            p.add_argument("--iters", type=int, default=600)
+        if name == "train":
+            p.add_argument("--input", choices=["embedding", "oracle"], default="embedding")
+            p.add_argument("--lr", type=float, default=5e-4)
+            p.add_argument("--warmup", type=int, default=50)
+            p.add_argument("--clip", type=float, default=0.1, help="joint gradient-norm clip")
+            p.add_argument("--log-period", type=int, default=50)
+            p.add_argument("--num-images", type=int, help="train on the first N images only")
+    args = parser.parse_args()
+    {"train": train, "probe": probe, "pe-tolerance": pe_tolerance}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
