@@ -29,17 +29,11 @@ import wps_sam  # noqa: F401  isort:skip
 from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import BoxMode  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from wps_sam.cli_config import load_wps_sam_cfg  # noqa: E402
 from wps_sam.data import WPSSAMDatasetMapper  # noqa: E402
-from wps_sam.data.dataset_mappers.wps_sam_dataset_mapper import embedding_cache_path  # noqa: E402
 
 CONFIG = "configs/synthetic/wps_sam_tiny_box_q25.yaml"
-
-
-def _label_map(dataset_dict) -> torch.Tensor:
-    return torch.from_numpy(np.array(Image.open(dataset_dict["sem_seg_file_name"]), dtype=np.int64))
 
 
 def oracle_embedding(label_map: torch.Tensor, num_labels: int, projection: torch.Tensor, side: int):
@@ -53,7 +47,8 @@ def train(args):
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     model = build_model(cfg).train()
-    mapper = WPSSAMDatasetMapper(cfg, is_train=True)
+    # The evaluation mapper also reads the label maps, which only the oracle input needs.
+    mapper = WPSSAMDatasetMapper(cfg, is_train=args.input != "oracle")
     dicts = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])[: args.num_images]
     data = [mapper(d) for d in tqdm(dicts, desc="loading")]
     if args.input == "oracle":
@@ -61,8 +56,8 @@ def train(args):
         side = cfg.MODEL.SAM.IMAGE_SIZE // cfg.MODEL.SAM.PATCH_SIZE
         dim = cfg.MODEL.SAM.PROMPT_EMBED_DIM
         projection = torch.randn(dim, num_labels) / num_labels**0.5
-        for d, x in zip(dicts, data):
-            x["image_embedding"] = oracle_embedding(_label_map(d), num_labels, projection, side)
+        for x in data:
+            x["image_embedding"] = oracle_embedding(x.pop("sem_seg"), num_labels, projection, side)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     sums, start = {}, time.time()
@@ -95,18 +90,19 @@ def probe(args):
     cfg = load_wps_sam_cfg(args.config_file, args.opts)
     torch.manual_seed(args.seed)
 
-    def load(name, limit=None):
-        dicts = DatasetCatalog.get(name)[:limit]
-        x = torch.stack(
-            [
-                torch.load(
-                    embedding_cache_path(cfg.INPUT.EMBEDDING_CACHE_DIR, d["file_name"]),
-                    weights_only=True,
-                ).float()
-                for d in tqdm(dicts, desc=name)
-            ]
+    mapper = WPSSAMDatasetMapper(cfg, is_train=False)  # cached embedding + label map
+
+    def load(name):
+        data = [mapper(d) for d in tqdm(DatasetCatalog.get(name), desc=name)]
+        if "image_embedding" not in data[0]:
+            raise SystemExit(
+                f"No cached embeddings in {cfg.INPUT.EMBEDDING_CACHE_DIR!r}: run "
+                "tools/cache_embeddings.py (or the main job) with this config first"
+            )
+        return (
+            torch.stack([x["image_embedding"] for x in data]),
+            torch.stack([x["sem_seg"] for x in data]),
         )
-        return x, torch.stack([_label_map(d) for d in dicts])
 
     x_train, y_train = load(cfg.DATASETS.TRAIN[0])
     x_val, y_val = load(cfg.DATASETS.TEST[0])

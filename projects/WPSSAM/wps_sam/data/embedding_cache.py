@@ -49,24 +49,22 @@ def _check_or_write_info(cache_dir: str, info: dict, rebuild_stale: bool = False
     if os.path.exists(path):
         with open(path) as f:
             existing = json.load(f)
-        if existing != info and rebuild_stale:
-            stale = [n for n in os.listdir(cache_dir) if n.endswith(".pt")]
-            logger.warning(
-                f"The embedding cache {cache_dir} was made by another SAM (checkpoint sha256 "
-                f"{existing.get('checkpoint_sha256')}, now {info['checkpoint_sha256']}): "
-                f"deleting its {len(stale)} embeddings and rebuilding it."
-            )
-            for name in stale:
-                os.remove(os.path.join(cache_dir, name))
-            os.remove(path)
-        elif existing != info:
+        if existing == info:
+            return
+        if not rebuild_stale:
             raise ValueError(
                 f"The embedding cache {cache_dir} was made by another SAM ({existing}); this "
                 f"config's SAM is {info}. Delete the folder or choose another "
                 "INPUT.EMBEDDING_CACHE_DIR."
             )
-        else:
-            return
+        stale = [n for n in os.listdir(cache_dir) if n.endswith(".pt")]
+        logger.warning(
+            f"The embedding cache {cache_dir} was made by another SAM (checkpoint sha256 "
+            f"{existing.get('checkpoint_sha256')}, now {info['checkpoint_sha256']}): "
+            f"deleting its {len(stale)} embeddings and rebuilding it."
+        )
+        for name in stale:
+            os.remove(os.path.join(cache_dir, name))
     os.makedirs(cache_dir, exist_ok=True)
     with open(path, "w") as f:
         json.dump(info, f, indent=1, sort_keys=True)

@@ -111,10 +111,11 @@ class QueryPrompter(nn.Module):
             self.register_buffer(
                 "pos_embed", sine_position_embedding(hidden_dim, side, side), persistent=False
             )
-        else:  # filled from SAM by use_sam_position_encoding(); NaN until then
+        else:  # filled from SAM by use_sam_position_encoding()
             self.register_buffer(
-                "pos_embed", torch.full((1, hidden_dim, side, side), float("nan")), persistent=False
+                "pos_embed", torch.zeros(1, hidden_dim, side, side), persistent=False
             )
+        self._pos_embed_ready = pos_embed != "sam"
         self.pos_in_memory = pos_in_memory
         self.transformer = PrompterTransformer(
             d_model=hidden_dim,
@@ -171,6 +172,7 @@ class QueryPrompter(nn.Module):
         side = self.memory_size
         pe = pe_layer((side, side)).to(self.pos_embed)
         self.pos_embed.copy_(pe.unsqueeze(0))
+        self._pos_embed_ready = True
 
     def forward(self, image_embeddings: Tensor) -> Dict[str, Tensor]:
         """
@@ -182,7 +184,7 @@ class QueryPrompter(nn.Module):
             "aux_outputs": a list of such dicts, one per decoder layer but the last.
         """
         src = self.downsample(image_embeddings)
-        if self.pos_embed_type == "sam" and torch.isnan(self.pos_embed).any():
+        if not self._pos_embed_ready:
             raise RuntimeError(
                 "QueryPrompter with POS_EMBED 'sam' needs use_sam_position_encoding(sam's "
                 "prompt_encoder.pe_layer) first (WPSSAM does it)"
