@@ -2,6 +2,7 @@
 
 import copy
 import itertools
+import math
 import os
 
 import pytest
@@ -17,6 +18,7 @@ from detectron2.utils.events import EventStorage
 
 from wps_sam import add_wps_sam_config
 from wps_sam.modeling import HungarianMatcher, QueryPrompter, SetCriterion, build_sam
+from wps_sam.modeling.prompter import grid_anchor_boxes
 from wps_sam.modeling.sam_builder import SamCheckpointError, sam_architecture_from_cfg
 from wps_sam.solver import build_wps_sam_optimizer, resolve_epoch_schedule
 
@@ -324,6 +326,44 @@ def test_sam_positional_encoding_is_the_prompt_encoders_basis(sam_checkpoint):
         QueryPrompter(tiny_cfg(**{"MODEL.WPS_SAM.POS_EMBED": "sam"}))
     with pytest.raises(ValueError, match="POS_EMBED"):
         QueryPrompter(tiny_cfg(**{"MODEL.WPS_SAM.POS_EMBED": "rope"}))
+
+
+ANCHORED = {
+    "MODEL.WPS_SAM.POS_EMBED": "sam",
+    "MODEL.WPS_SAM.HIDDEN_DIM": 256,
+    "MODEL.WPS_SAM.PROMPT_HEAD": "anchored_box",
+}
+
+
+@pytest.mark.parametrize("supervision", ["box", "point"])
+def test_anchored_box_head_emits_the_teachers_tokens_of_its_boxes(sam_checkpoint, supervision):
+    model = build(sam_checkpoint, **ANCHORED, **{"MODEL.WPS_SAM.SUPERVISION": supervision})
+    prompter = model.prompter
+    num_queries = prompter.num_queries
+    # Untrained, every query predicts its own anchor: the cells of a grid over the image.
+    anchors = grid_anchor_boxes(num_queries)
+    side = math.ceil(math.sqrt(num_queries))
+    assert len(set(map(tuple, anchors[:, :2].tolist()))) == num_queries
+    assert anchors[:, 2:].eq(1 / side).all()
+    outputs = model.run_prompter(torch.randn(2, 256, 8, 8))
+    torch.testing.assert_close(outputs["pred_boxes"][0], anchors, atol=1e-4, rtol=0)
+    # Its tokens are the teacher's encoding of those boxes (corners, or the centre as a point).
+    cx, cy, w, h = (outputs["pred_boxes"][1] * model.image_size).unbind(-1)
+    xyxy = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+    torch.testing.assert_close(outputs["pred_prompts"][1], model.teacher(xyxy))
+    # The distillation loss reaches the anchors and the box head through SAM's frozen encoder.
+    model.train()
+    with EventStorage():
+        losses = model([make_input(0), make_input(1)])
+    losses["loss_prompt"].backward()
+    assert prompter.anchor_logits.grad.abs().sum() > 0
+    assert prompter.box_head[-1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.sam.parameters())
+    assert not any(k.startswith("sam.") or "pe_layer" in k for k in model.state_dict())
+    with pytest.raises(ValueError, match="POS_EMBED"):
+        QueryPrompter(tiny_cfg(**{**ANCHORED, "MODEL.WPS_SAM.POS_EMBED": "sine"}))
+    with pytest.raises(ValueError, match="PROMPT_HEAD"):
+        QueryPrompter(tiny_cfg(**{**ANCHORED, "MODEL.WPS_SAM.PROMPT_HEAD": "points"}))
 
 
 def test_epoch_schedule():

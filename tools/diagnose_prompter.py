@@ -76,13 +76,53 @@ def train(args):
             print(f"iter {it + 1} ({time.time() - start:.0f} s): {means}", flush=True)
             sums = {}
     model.eval()
+    if args.eval_images:
+        evaluate(model, cfg, args, projection if args.input == "oracle" else None)
     with torch.no_grad():
-        out = model.prompter(torch.stack([x["image_embedding"] for x in data[:16]]).float())
+        out = model.run_prompter(torch.stack([x["image_embedding"] for x in data[:16]]).float())
     prompts = out["pred_prompts"]
     print(
         f"prompt std over queries {prompts.std(1).mean():.4f}, "
         f"over images {prompts.std(0).mean():.4f} (a prompter that follows the image has the "
         "second well above the ~0.01 of one that does not)"
+    )
+
+
+@torch.no_grad()
+def evaluate(model, cfg, args, projection=None):
+    """Part mIoU on the first ``--eval-images`` of the test split. With ``projection`` (oracle
+    input) the prompter reads the oracle map of each val image, SAM's decoder its real embedding."""
+    mapper = WPSSAMDatasetMapper(cfg, is_train=False)
+    dicts = DatasetCatalog.get(cfg.DATASETS.TEST[0])[: args.eval_images]
+    num_labels = cfg.MODEL.WPS_SAM.NUM_CLASSES + 1
+    side = cfg.MODEL.SAM.IMAGE_SIZE // cfg.MODEL.SAM.PATCH_SIZE
+    confusion = torch.zeros(num_labels, num_labels, dtype=torch.int64)
+    kept = 0
+    for d in tqdm(dicts, desc="evaluating"):
+        x = mapper(d)
+        embedding = x["image_embedding"][None].float()
+        prompter_input = embedding
+        if projection is not None:
+            prompter_input = oracle_embedding(x["sem_seg"], num_labels, projection, side)[None]
+        tokens, classes, scores = model.select_prompts(model.run_prompter(prompter_input), 0)
+        kept += len(tokens)
+        size = model.input_size(x)
+        label = x["sem_seg"]
+        if len(tokens):
+            logits = model.decode_masks(embedding[0], tokens, size, tuple(label.shape))
+            pred = model.semantic_map(logits, classes, scores).argmax(0)
+        else:
+            pred = torch.full_like(label, num_labels - 1)
+        confusion += torch.bincount(
+            label.flatten() * num_labels + pred.flatten(), minlength=num_labels**2
+        ).view(num_labels, num_labels)
+    tp = confusion.diag().float()
+    union = confusion.sum(0) + confusion.sum(1) - confusion.diag()
+    present = confusion.sum(1)[:-1] > 0
+    part_miou = (tp[:-1] / union[:-1].clamp(min=1))[present].mean().item()
+    print(
+        f"part mIoU {100 * part_miou:.2f} on {len(dicts)} images of {cfg.DATASETS.TEST[0]} "
+        f"({kept / len(dicts):.1f} prompts kept per image)"
     )
 
 
@@ -192,6 +232,9 @@ def main():
             p.add_argument("--clip", type=float, default=0.1, help="joint gradient-norm clip")
             p.add_argument("--log-period", type=int, default=50)
             p.add_argument("--num-images", type=int, help="train on the first N images only")
+            p.add_argument(
+                "--eval-images", type=int, default=0, help="then score part mIoU on N val images"
+            )
     args = parser.parse_args()
     {"train": train, "probe": probe, "pe-tolerance": pe_tolerance}[args.command](args)
 

@@ -49,6 +49,11 @@ ROWS = {
         False,
         "WPS-SAM, box sup., 50 queries",
     ),
+    "wps_sam_box_anchored": (
+        "configs/synthetic/wps_sam_tiny_box_q25_anchored_10ep.yaml",
+        False,
+        "WPS-SAM, box sup., anchored head, 10 ep.",
+    ),
 }
 MAIN_ROWS = ["untrained_prompter", "sam_gt_box", "wps_sam_box"]
 # A few iterations and images: proves the chain runs, not the numbers (used by tests).

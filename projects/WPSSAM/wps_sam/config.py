@@ -72,6 +72,10 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.WPS_SAM.POS_EMBED = "learned"
     # Also add the positional embedding to the memory (values), not only to queries and keys.
     cfg.MODEL.WPS_SAM.POS_IN_MEMORY = False
+    # How a query's prompt is made: "tokens" (the paper: an MLP emits the prompt tokens) or
+    # "anchored_box" (each query owns a learned anchor box on a grid, the decoder refines it, and
+    # SAM's frozen prompt encoder turns the box into the tokens; needs POS_EMBED "sam").
+    cfg.MODEL.WPS_SAM.PROMPT_HEAD = "tokens"
     # Hidden width of the prompt head MLP.
     cfg.MODEL.WPS_SAM.PROMPT_HEAD_HIDDEN_DIM = 512
     # Prompt tokens emitted per query (SAM encodes a box as 2 corner tokens).

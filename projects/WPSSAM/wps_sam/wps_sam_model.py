@@ -239,9 +239,30 @@ class WPSSAM(nn.Module):
             targets.append({"labels": inst.gt_classes.long(), "prompts": prompts})
         return targets
 
+    def run_prompter(self, embeddings: Tensor) -> Dict[str, Tensor]:
+        """The prompter's outputs (see :meth:`QueryPrompter.forward`), each with "pred_prompts".
+
+        An "anchored_box" prompter predicts boxes; they become prompt tokens here through SAM's
+        frozen prompt encoder (the teacher's own encoding, with autograd), in the weak label's
+        form: both corners for box supervision, the centre as a positive point for points.
+        """
+        outputs = self.prompter(embeddings)
+        for out in [outputs, *outputs.get("aux_outputs", [])]:
+            if "pred_boxes" in out:
+                out["pred_prompts"] = self.prompts_from_boxes(out["pred_boxes"])
+        return outputs
+
+    def prompts_from_boxes(self, boxes: Tensor) -> Tensor:
+        """(B, S, 4) normalised (cx, cy, w, h) boxes -> (B, S, 2, D) prompt tokens."""
+        b, s = boxes.shape[:2]
+        centre, size = boxes[..., :2], boxes[..., 2:]
+        xyxy = torch.cat([centre - size / 2, centre + size / 2], dim=-1) * self.image_size
+        tokens = self.teacher.encode(xyxy.flatten(0, 1))
+        return tokens.view(b, s, *tokens.shape[1:])
+
     def losses(self, embeddings: Tensor, batched_inputs: List[Dict]) -> Dict[str, Tensor]:
         targets = self.teacher_targets(batched_inputs)
-        outputs = self.prompter(embeddings)
+        outputs = self.run_prompter(embeddings)
         losses, _ = self.criterion(outputs, targets)
         num_queries = outputs["pred_logits"].shape[1]
         unmatched = sum(max(0, len(t["labels"]) - num_queries) for t in targets)
@@ -345,7 +366,7 @@ class WPSSAM(nn.Module):
 
     @torch.no_grad()
     def inference(self, embeddings: Tensor, batched_inputs: List[Dict]) -> List[Dict]:
-        outputs = self.prompter(embeddings) if self.prompt_source == "prompter" else None
+        outputs = self.run_prompter(embeddings) if self.prompt_source == "prompter" else None
         results = []
         for i, x in enumerate(batched_inputs):
             if outputs is not None:

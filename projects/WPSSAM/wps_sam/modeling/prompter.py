@@ -10,9 +10,10 @@ from torch import Tensor, nn
 
 from .transformer import PrompterTransformer
 
-__all__ = ["QueryPrompter", "sine_position_embedding", "POS_EMBEDS"]
+__all__ = ["QueryPrompter", "sine_position_embedding", "grid_anchor_boxes", "POS_EMBEDS"]
 
 POS_EMBEDS = ("learned", "sine", "sam")
+PROMPT_HEADS = ("tokens", "anchored_box")
 
 
 def sine_position_embedding(dim: int, height: int, width: int) -> Tensor:
@@ -30,13 +31,33 @@ def sine_position_embedding(dim: int, height: int, width: int) -> Tensor:
     return torch.cat([pos_y, pos_x], dim=2).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
+def grid_anchor_boxes(num_anchors: int) -> Tensor:
+    """(N, 4) normalised (cx, cy, w, h) boxes: the cells of a g x g grid (g = ceil(sqrt(N))),
+    N of them taken evenly spaced in raster order, each as large as its cell."""
+    g = math.ceil(math.sqrt(num_anchors))
+    cells = torch.linspace(0, g * g - 1, num_anchors).round().long()
+    cx = (cells % g).float().add(0.5).div(g)
+    cy = (cells // g).float().add(0.5).div(g)
+    size = torch.full_like(cx, 1.0 / g)
+    return torch.stack([cx, cy, size, size], dim=1)
+
+
 class QueryPrompter(nn.Module):
     """Turns SAM image embeddings into S (class, prompt tokens) predictions.
 
     Downsampling convolutions (3x3, stride 2, each + LayerNorm2d + GELU), a positional embedding,
     a DETR-style transformer with S learned queries, then two heads on the decoder output: a
-    classifier over C part classes + "no part", and an MLP emitting ``num_prompt_tokens`` SAM
-    prompt tokens per query.
+    classifier over C part classes + "no part", and a prompt head. The paper's prompt head
+    (``prompt_head="tokens"``) is an MLP emitting ``num_prompt_tokens`` SAM prompt tokens per query.
+
+    ``prompt_head="anchored_box"`` is a convergence aid for small training budgets (DETR learns
+    where things are slowly; anchor-based queries, as in Anchor-DETR and DAB-DETR, learn it much
+    faster). Each query owns a learned anchor box, initialised on a grid over the image; SAM's
+    Fourier encoding of the anchor's centre is added to the query's positional embedding, so a
+    query looks near its anchor from the start; an MLP predicts the box as a correction of the
+    anchor ("pred_boxes"). The caller turns the boxes into prompt tokens with SAM's frozen prompt
+    encoder (``WPSSAM`` does), so the tokens stay on the teacher's manifold and the distillation
+    loss and matching are unchanged.
     """
 
     @configurable
@@ -61,6 +82,7 @@ class QueryPrompter(nn.Module):
         prompt_embed_dim: int = 256,
         deep_supervision: bool = False,
         pos_in_memory: bool = False,
+        prompt_head: str = "tokens",
     ):
         """
         Args:
@@ -77,6 +99,8 @@ class QueryPrompter(nn.Module):
                 values carry where they come from (DETR adds it to queries and keys only).
             deep_supervision: in training, also emit the heads' predictions on every earlier
                 decoder layer ("aux_outputs"), for DETR's auxiliary losses.
+            prompt_head: "tokens" (the paper) or "anchored_box" (see the class docstring; needs
+                ``pos_embed="sam"``).
         """
         super().__init__()
         if pos_embed not in POS_EMBEDS:
@@ -87,6 +111,15 @@ class QueryPrompter(nn.Module):
             raise ValueError(
                 f"MODEL.WPS_SAM.POS_EMBED 'sam' needs HIDDEN_DIM == SAM's prompt embedding dim "
                 f"({prompt_embed_dim}), got {hidden_dim}"
+            )
+        if prompt_head not in PROMPT_HEADS:
+            raise ValueError(
+                f"MODEL.WPS_SAM.PROMPT_HEAD must be one of {PROMPT_HEADS}, not {prompt_head!r}"
+            )
+        if prompt_head == "anchored_box" and pos_embed != "sam":
+            raise ValueError(
+                "MODEL.WPS_SAM.PROMPT_HEAD 'anchored_box' needs MODEL.WPS_SAM.POS_EMBED 'sam' (the "
+                f"anchors are encoded in the basis of the memory's positions), got {pos_embed!r}"
             )
         layers = []
         channels = in_channels
@@ -128,11 +161,25 @@ class QueryPrompter(nn.Module):
         )
         self.query_embed = nn.Embedding(num_queries, hidden_dim)
         self.class_head = nn.Linear(hidden_dim, num_classes + 1)
-        self.prompt_head = nn.Sequential(
-            nn.Linear(hidden_dim, prompt_head_hidden_dim),
-            nn.GELU(),
-            nn.Linear(prompt_head_hidden_dim, num_prompt_tokens * prompt_embed_dim),
-        )
+        self.prompt_head_type = prompt_head
+        if prompt_head == "tokens":
+            self.prompt_head = nn.Sequential(
+                nn.Linear(hidden_dim, prompt_head_hidden_dim),
+                nn.GELU(),
+                nn.Linear(prompt_head_hidden_dim, num_prompt_tokens * prompt_embed_dim),
+            )
+        else:
+            anchors = grid_anchor_boxes(num_queries).clamp(1e-4, 1 - 1e-4)
+            self.anchor_logits = nn.Parameter(torch.logit(anchors))  # S, 4 (cx, cy, w, h)
+            self.box_head = nn.Sequential(
+                nn.Linear(hidden_dim, prompt_head_hidden_dim),
+                nn.GELU(),
+                nn.Linear(prompt_head_hidden_dim, 4),
+            )
+            # Start exactly at the anchors: the first matchings are then spatially consistent.
+            nn.init.zeros_(self.box_head[-1].weight)
+            nn.init.zeros_(self.box_head[-1].bias)
+        self._sam_pe_layer = ()  # (SAM's PositionEmbeddingRandom,), kept out of the state dict
         self.num_classes = num_classes
         self.num_queries = num_queries
         self.num_prompt_tokens = num_prompt_tokens
@@ -161,6 +208,7 @@ class QueryPrompter(nn.Module):
             "prompt_embed_dim": cfg.MODEL.SAM.PROMPT_EMBED_DIM,
             "deep_supervision": w.DEEP_SUPERVISION,
             "pos_in_memory": w.POS_IN_MEMORY,
+            "prompt_head": w.PROMPT_HEAD,
         }
 
     @torch.no_grad()
@@ -172,16 +220,24 @@ class QueryPrompter(nn.Module):
         side = self.memory_size
         pe = pe_layer((side, side)).to(self.pos_embed)
         self.pos_embed.copy_(pe.unsqueeze(0))
+        self._sam_pe_layer = (pe_layer,)
         self._pos_embed_ready = True
+
+    def anchor_position_embedding(self) -> Tensor:
+        """(S, hidden_dim): SAM's Fourier encoding of the anchor centres (anchored_box head)."""
+        centres = self.anchor_logits[:, :2].sigmoid()[None]  # 1, S, 2 normalised xy
+        return self._sam_pe_layer[0].forward_with_coords(centres, (1, 1))[0].to(centres.dtype)
 
     def forward(self, image_embeddings: Tensor) -> Dict[str, Tensor]:
         """
         Args:
             image_embeddings: (B, 256, E, E) SAM image embeddings.
         Returns:
-            dict with "pred_logits": (B, S, C + 1) and "pred_prompts": (B, S, T, D) prompt tokens
-            (T = num_prompt_tokens, D = prompt_embed_dim); with deep supervision in training, also
-            "aux_outputs": a list of such dicts, one per decoder layer but the last.
+            dict with "pred_logits": (B, S, C + 1) and, for the "tokens" head, "pred_prompts":
+            (B, S, T, D) prompt tokens (T = num_prompt_tokens, D = prompt_embed_dim); for the
+            "anchored_box" head instead "pred_boxes": (B, S, 4) normalised (cx, cy, w, h) boxes in
+            SAM's square input frame. With deep supervision in training, also "aux_outputs": a
+            list of such dicts, one per decoder layer but the last.
         """
         src = self.downsample(image_embeddings)
         if not self._pos_embed_ready:
@@ -192,19 +248,23 @@ class QueryPrompter(nn.Module):
         if self.pos_in_memory:
             src = src + self.pos_embed
         with_aux = self.deep_supervision and self.training
-        hs = self.transformer(
-            src, self.pos_embed, self.query_embed.weight, return_intermediate=with_aux
-        )
+        query_pos = self.query_embed.weight
+        if self.prompt_head_type == "anchored_box":
+            query_pos = query_pos + self.anchor_position_embedding()
+        hs = self.transformer(src, self.pos_embed, query_pos, return_intermediate=with_aux)
         if not with_aux:
             hs = hs[None]
         layers, b, s, _ = hs.shape
-        logits = self.class_head(hs)
-        prompts = self.prompt_head(hs).view(
-            layers, b, s, self.num_prompt_tokens, self.prompt_embed_dim
-        )
-        outputs = {"pred_logits": logits[-1], "pred_prompts": prompts[-1]}
+        per_layer = {"pred_logits": self.class_head(hs)}
+        if self.prompt_head_type == "tokens":
+            per_layer["pred_prompts"] = self.prompt_head(hs).view(
+                layers, b, s, self.num_prompt_tokens, self.prompt_embed_dim
+            )
+        else:
+            per_layer["pred_boxes"] = (self.anchor_logits + self.box_head(hs)).sigmoid()
+        outputs = {k: v[-1] for k, v in per_layer.items()}
         if with_aux:
             outputs["aux_outputs"] = [
-                {"pred_logits": logits[i], "pred_prompts": prompts[i]} for i in range(layers - 1)
+                {k: v[i] for k, v in per_layer.items()} for i in range(layers - 1)
             ]
         return outputs

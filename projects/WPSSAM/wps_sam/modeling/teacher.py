@@ -42,6 +42,11 @@ class PromptEncoderTeacher:
         Returns:
             (M, 2, D) sparse prompt embeddings.
         """
+        return self.encode(boxes, points)
+
+    def encode(self, boxes: Tensor, points: Optional[Tensor] = None) -> Tensor:
+        """:meth:`__call__` with autograd: gradients reach ``boxes``/``points`` (the encoder stays
+        frozen). The "anchored_box" prompter turns its predicted boxes into tokens with this."""
         dim = self.prompt_encoder.embed_dim
         if boxes.shape[0] == 0:
             return boxes.new_zeros((0, self.num_tokens, dim))
