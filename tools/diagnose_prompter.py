@@ -88,6 +88,15 @@ def train(args):
     )
 
 
+def part_miou_from_confusion(confusion: torch.Tensor) -> float:
+    """Mean IoU over the part classes present in the ground truth; ``confusion[gt, pred]`` counts
+    pixels, the last label is background (left out of the mean)."""
+    tp = confusion.diag().float()
+    union = confusion.sum(0) + confusion.sum(1) - confusion.diag()
+    present = confusion.sum(1)[:-1] > 0
+    return (tp[:-1] / union[:-1].clamp(min=1))[present].mean().item()
+
+
 @torch.no_grad()
 def evaluate(model, cfg, args, projection=None):
     """Part mIoU on the first ``--eval-images`` of the test split. With ``projection`` (oracle
@@ -116,10 +125,7 @@ def evaluate(model, cfg, args, projection=None):
         confusion += torch.bincount(
             label.flatten() * num_labels + pred.flatten(), minlength=num_labels**2
         ).view(num_labels, num_labels)
-    tp = confusion.diag().float()
-    union = confusion.sum(0) + confusion.sum(1) - confusion.diag()
-    present = confusion.sum(1)[:-1] > 0
-    part_miou = (tp[:-1] / union[:-1].clamp(min=1))[present].mean().item()
+    part_miou = part_miou_from_confusion(confusion)
     print(
         f"part mIoU {100 * part_miou:.2f} on {len(dicts)} images of {cfg.DATASETS.TEST[0]} "
         f"({kept / len(dicts):.1f} prompts kept per image)"
