@@ -1,10 +1,8 @@
-"""tools/diagnose_prompter.py: the oracle input (a label map as a (D, E, E) 'embedding') and
-the part mIoU of its evaluation."""
+"""The oracle input of tools/diagnose_prompter.py: a label map as a (D, E, E) 'embedding'."""
 
 import importlib.util
 import os
 
-import pytest
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,10 +28,3 @@ def test_oracle_embedding_is_the_projected_label_fractions_per_cell():
     torch.testing.assert_close(emb[:, 0, 0], projection[:, 0])
     torch.testing.assert_close(emb[:, 0, 1], projection[:, 2])
     torch.testing.assert_close(emb[:, 1, 1], 0.5 * projection[:, 1] + 0.5 * projection[:, 2])
-
-
-def test_part_miou_leaves_out_background_and_absent_parts():
-    # labels: part 0, part 1 (absent from the ground truth), background
-    confusion = torch.tensor([[3, 1, 0], [0, 0, 0], [1, 2, 5]])
-    # part 0: 3 / (3 + 1 + 1) ; part 1 is predicted but absent from the ground truth: left out
-    assert _load_tool().part_miou_from_confusion(confusion) == pytest.approx(3 / 5)

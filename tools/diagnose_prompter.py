@@ -32,6 +32,7 @@ from detectron2.structures import BoxMode  # noqa: E402
 
 from wps_sam.cli_config import load_wps_sam_cfg  # noqa: E402
 from wps_sam.data import WPSSAMDatasetMapper  # noqa: E402
+from wps_sam.evaluation import PartSemSegEvaluator  # noqa: E402
 
 CONFIG = "configs/synthetic/wps_sam_tiny_box_q25.yaml"
 
@@ -88,25 +89,19 @@ def train(args):
     )
 
 
-def part_miou_from_confusion(confusion: torch.Tensor) -> float:
-    """Mean IoU over the part classes present in the ground truth; ``confusion[gt, pred]`` counts
-    pixels, the last label is background (left out of the mean)."""
-    tp = confusion.diag().float()
-    union = confusion.sum(0) + confusion.sum(1) - confusion.diag()
-    present = confusion.sum(1)[:-1] > 0
-    return (tp[:-1] / union[:-1].clamp(min=1))[present].mean().item()
-
-
 @torch.no_grad()
 def evaluate(model, cfg, args, projection=None):
-    """Part mIoU on the first ``--eval-images`` of the test split. With ``projection`` (oracle
-    input) the prompter reads the oracle map of each val image, SAM's decoder its real embedding."""
+    """Part mIoU (the benchmark's, :class:`PartSemSegEvaluator`) on the first ``--eval-images``
+    of the test split. With ``projection`` (oracle input) the prompter reads the oracle map of
+    each val image and SAM's decoder its real embedding; else this is the model's own inference."""
+    dataset = cfg.DATASETS.TEST[0]
     mapper = WPSSAMDatasetMapper(cfg, is_train=False)
-    dicts = DatasetCatalog.get(cfg.DATASETS.TEST[0])[: args.eval_images]
+    evaluator = PartSemSegEvaluator(dataset, distributed=False)
+    evaluator.reset()
     num_labels = cfg.MODEL.WPS_SAM.NUM_CLASSES + 1
     side = cfg.MODEL.SAM.IMAGE_SIZE // cfg.MODEL.SAM.PATCH_SIZE
-    confusion = torch.zeros(num_labels, num_labels, dtype=torch.int64)
     kept = 0
+    dicts = DatasetCatalog.get(dataset)[: args.eval_images]
     for d in tqdm(dicts, desc="evaluating"):
         x = mapper(d)
         embedding = x["image_embedding"][None].float()
@@ -115,19 +110,14 @@ def evaluate(model, cfg, args, projection=None):
             prompter_input = oracle_embedding(x["sem_seg"], num_labels, projection, side)[None]
         tokens, classes, scores = model.select_prompts(model.run_prompter(prompter_input), 0)
         kept += len(tokens)
-        size = model.input_size(x)
-        label = x["sem_seg"]
+        size = (x["height"], x["width"])
+        logits = embedding.new_zeros((0, *size))
         if len(tokens):
-            logits = model.decode_masks(embedding[0], tokens, size, tuple(label.shape))
-            pred = model.semantic_map(logits, classes, scores).argmax(0)
-        else:
-            pred = torch.full_like(label, num_labels - 1)
-        confusion += torch.bincount(
-            label.flatten() * num_labels + pred.flatten(), minlength=num_labels**2
-        ).view(num_labels, num_labels)
-    part_miou = part_miou_from_confusion(confusion)
+            logits = model.decode_masks(embedding[0], tokens, model.input_size(x), size)
+        evaluator.process([d], [{"sem_seg": model.semantic_map(logits, classes, scores)}])
+    part_miou = evaluator.evaluate()["sem_seg"]["mIoU-parts"]
     print(
-        f"part mIoU {100 * part_miou:.2f} on {len(dicts)} images of {cfg.DATASETS.TEST[0]} "
+        f"part mIoU {part_miou:.2f} on {len(dicts)} images of {dataset} "
         f"({kept / len(dicts):.1f} prompts kept per image)"
     )
 

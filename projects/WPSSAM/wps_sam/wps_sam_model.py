@@ -12,6 +12,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torchvision.ops import box_convert
 
 from .modeling.criterion import SetCriterion
 from .modeling.matcher import HungarianMatcher
@@ -255,9 +256,8 @@ class WPSSAM(nn.Module):
     def prompts_from_boxes(self, boxes: Tensor) -> Tensor:
         """(B, S, 4) normalised (cx, cy, w, h) boxes -> (B, S, 2, D) prompt tokens."""
         b, s = boxes.shape[:2]
-        centre, size = boxes[..., :2], boxes[..., 2:]
-        xyxy = torch.cat([centre - size / 2, centre + size / 2], dim=-1) * self.image_size
-        tokens = self.teacher.encode(xyxy.flatten(0, 1))
+        xyxy = box_convert(boxes.flatten(0, 1), "cxcywh", "xyxy") * self.image_size
+        tokens = self.teacher.encode(xyxy)
         return tokens.view(b, s, *tokens.shape[1:])
 
     def losses(self, embeddings: Tensor, batched_inputs: List[Dict]) -> Dict[str, Tensor]:

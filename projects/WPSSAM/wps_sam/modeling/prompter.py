@@ -148,7 +148,6 @@ class QueryPrompter(nn.Module):
             self.register_buffer(
                 "pos_embed", torch.zeros(1, hidden_dim, side, side), persistent=False
             )
-        self._pos_embed_ready = pos_embed != "sam"
         self.pos_in_memory = pos_in_memory
         self.transformer = PrompterTransformer(
             d_model=hidden_dim,
@@ -221,7 +220,6 @@ class QueryPrompter(nn.Module):
         pe = pe_layer((side, side)).to(self.pos_embed)
         self.pos_embed.copy_(pe.unsqueeze(0))
         self._sam_pe_layer = (pe_layer,)
-        self._pos_embed_ready = True
 
     def anchor_position_embedding(self) -> Tensor:
         """(S, hidden_dim): SAM's Fourier encoding of the anchor centres (anchored_box head)."""
@@ -240,7 +238,7 @@ class QueryPrompter(nn.Module):
             list of such dicts, one per decoder layer but the last.
         """
         src = self.downsample(image_embeddings)
-        if not self._pos_embed_ready:
+        if self.pos_embed_type == "sam" and not self._sam_pe_layer:
             raise RuntimeError(
                 "QueryPrompter with POS_EMBED 'sam' needs use_sam_position_encoding(sam's "
                 "prompt_encoder.pe_layer) first (WPSSAM does it)"
