@@ -18,6 +18,7 @@ from detectron2.utils.events import EventStorage
 
 from wps_sam import add_wps_sam_config
 from wps_sam.modeling import HungarianMatcher, QueryPrompter, SetCriterion, build_sam
+from wps_sam.modeling.criterion import IGNORE_LABEL, dense_part_labels
 from wps_sam.modeling.prompter import grid_anchor_boxes
 from wps_sam.modeling.sam_builder import SamCheckpointError, sam_architecture_from_cfg
 from wps_sam.solver import build_wps_sam_optimizer, resolve_epoch_schedule
@@ -394,3 +395,85 @@ def test_full_model_gradient_clipping_bounds_the_joint_norm():
         sum(((b - p.detach()) ** 2).sum() for b, p in zip(before, layers.parameters()))
     )
     assert torch.isclose(step, torch.tensor(0.1), atol=1e-5)
+
+
+def test_dense_part_labels_from_boxes_and_points():
+    # A 4x4 grid over a 40 px frame: cell centres at 5, 15, 25, 35.
+    classes = torch.tensor([0, 1])
+    boxes = torch.tensor([[0.0, 0.0, 30.0, 20.0], [10.0, 10.0, 20.0, 40.0]])
+    labels = dense_part_labels(classes, 4, 40, NUM_CLASSES, boxes=boxes)
+    bg = NUM_CLASSES
+    expected = torch.tensor(
+        [
+            [0, 0, 0, bg],
+            [0, 1, 0, bg],  # (y 15, x 15) is in both boxes: the smaller one (class 1) wins
+            [bg, 1, bg, bg],
+            [bg, 1, bg, bg],
+        ]
+    )
+    assert torch.equal(labels, expected)
+    assert torch.equal(
+        dense_part_labels(classes[:0], 4, 40, NUM_CLASSES, boxes=boxes[:0]), torch.full((4, 4), bg)
+    )
+    # Points only say what is at their cell; every other cell is unknown.
+    points = torch.tensor([[5.0, 5.0], [39.0, 21.0]])
+    labels = dense_part_labels(classes, 4, 40, NUM_CLASSES, points=points)
+    assert labels[0, 0] == 0 and labels[2, 3] == 1
+    assert (labels == IGNORE_LABEL).sum() == 14
+    with pytest.raises(ValueError, match="boxes or points"):
+        dense_part_labels(classes, 4, 40, NUM_CLASSES)
+
+
+@pytest.mark.parametrize("supervision", ["box", "point"])
+def test_dense_auxiliary_loss_trains_the_prompters_encoder(sam_checkpoint, supervision):
+    overrides = {"MODEL.WPS_SAM.SUPERVISION": supervision}
+    model = build(sam_checkpoint, **overrides, **{"MODEL.WPS_SAM.DENSE_CLASS_WEIGHT": 2.0})
+    model.train()
+    with EventStorage():
+        losses = model([make_input(0), make_input(1)])
+    assert set(losses) == {"loss_cls", "loss_prompt", "loss_dense_cls"}
+    assert torch.isfinite(losses["loss_dense_cls"]) and losses["loss_dense_cls"] > 0
+    losses["loss_dense_cls"].backward()
+    prompter = model.prompter
+    assert prompter.memory_class_head.weight.grad.abs().sum() > 0
+    assert prompter.transformer.encoder_layers[0].linear1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.sam.parameters())
+    # The other losses are those of the model without the dense head (same init, same inputs).
+    plain = build(sam_checkpoint, **overrides)
+    plain.train()
+    with EventStorage():
+        reference = plain([make_input(0), make_input(1)])
+    for key in ("loss_cls", "loss_prompt"):
+        torch.testing.assert_close(losses[key], reference[key])
+    model.eval()
+    with torch.no_grad():
+        assert "memory_logits" not in model.prompter(torch.zeros(1, 256, 8, 8))
+
+
+def test_keep_rules(sam_checkpoint):
+    model = build(sam_checkpoint)
+    # Query 0: "no part" 0.5, best part (class 1) 0.3; query 1: class 2 at 0.7.
+    probs = torch.tensor([[[0.1, 0.3, 0.1, 0.5], [0.1, 0.1, 0.7, 0.1]]])
+    outputs = {"pred_logits": probs.log(), "pred_prompts": torch.arange(2.0).view(1, 2, 1, 1)}
+    tokens, classes, scores = model.select_prompts(outputs, 0)  # the paper's argmax rule
+    assert classes.tolist() == [2] and tokens.flatten().tolist() == [1.0]
+    model.keep_rule, model.score_threshold = "part_score", 0.2
+    tokens, classes, scores = model.select_prompts(outputs, 0)
+    assert classes.tolist() == [1, 2]
+    torch.testing.assert_close(scores, torch.tensor([0.3, 0.7]))
+    model.score_threshold = 0.4
+    assert model.select_prompts(outputs, 0)[1].tolist() == [2]
+    with pytest.raises(ValueError, match="KEEP_RULE"):
+        build(sam_checkpoint, **{"MODEL.WPS_SAM.TEST.KEEP_RULE": "top3"})
+
+
+def test_fusion_convs_keep_the_memory_size():
+    plain = QueryPrompter(num_classes=NUM_CLASSES, embedding_size=16, num_downsample_convs=0)
+    fused = QueryPrompter(
+        num_classes=NUM_CLASSES, embedding_size=16, num_downsample_convs=0, num_fusion_convs=2
+    )
+    assert fused.memory_size == plain.memory_size == 16
+    extra = sum(p.numel() for p in fused.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 2 * (256 * 256 * 9 + 256 + 2 * 256)  # conv weight + bias, LayerNorm2d
+    out = fused(torch.randn(2, 256, 16, 16))
+    assert out["pred_logits"].shape == (2, 25, NUM_CLASSES + 1)

@@ -70,8 +70,9 @@ def train(args):
         sum(losses.values()).backward()
         torch.nn.utils.clip_grad_norm_(params, args.clip)
         optimizer.step()
-        for key in ("loss_cls", "loss_prompt"):
-            sums[key] = sums.get(key, 0.0) + float(losses[key].detach())
+        for key in ("loss_cls", "loss_prompt", "loss_dense_cls"):
+            if key in losses:
+                sums[key] = sums.get(key, 0.0) + float(losses[key].detach())
         if (it + 1) % args.log_period == 0:
             means = {k: round(v / args.log_period, 3) for k, v in sums.items()}
             print(f"iter {it + 1} ({time.time() - start:.0f} s): {means}", flush=True)
@@ -79,6 +80,10 @@ def train(args):
     model.eval()
     if args.eval_images:
         evaluate(model, cfg, args, projection if args.input == "oracle" else None)
+        for threshold in args.part_score_thresholds:
+            model.keep_rule, model.score_threshold = "part_score", threshold
+            print(f"KEEP_RULE part_score, SCORE_THRESHOLD {threshold}:", end=" ")
+            evaluate(model, cfg, args, projection if args.input == "oracle" else None)
     with torch.no_grad():
         out = model.run_prompter(torch.stack([x["image_embedding"] for x in data[:16]]).float())
     prompts = out["pred_prompts"]
@@ -230,6 +235,12 @@ def main():
             p.add_argument("--num-images", type=int, help="train on the first N images only")
             p.add_argument(
                 "--eval-images", type=int, default=0, help="then score part mIoU on N val images"
+            )
+            p.add_argument(
+                "--part-score-thresholds",
+                type=lambda text: [float(v) for v in text.split(",")],
+                default=[],
+                help="also score with TEST.KEEP_RULE part_score at these SCORE_THRESHOLDs: 0.2,0.3",
             )
     args = parser.parse_args()
     {"train": train, "probe": probe, "pe-tolerance": pe_tolerance}[args.command](args)

@@ -67,6 +67,8 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.WPS_SAM.PRE_NORM = False
     # 3x3 stride-2 convolutions (each + LayerNorm2d + GELU) that shrink the image embedding.
     cfg.MODEL.WPS_SAM.NUM_DOWNSAMPLE_CONVS = 2
+    # Residual 3x3 stride-1 conv blocks after the downsampling (more local fusion at one scale).
+    cfg.MODEL.WPS_SAM.NUM_FUSION_CONVS = 0
     # Positional embedding of the prompter's memory: "learned" (zero-initialised), "sine", or
     # "sam" (SAM's frozen Fourier features of the cell centres, the basis of its box prompts).
     cfg.MODEL.WPS_SAM.POS_EMBED = "learned"
@@ -93,6 +95,10 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.WPS_SAM.DEEP_SUPERVISION = False
     # Cross-entropy weight of the "no part" class (1.0 = plain cross-entropy, as in the paper).
     cfg.MODEL.WPS_SAM.NO_OBJECT_WEIGHT = 1.0
+    # Weight of a dense auxiliary loss (0: off, the paper): every cell of the prompter's encoder
+    # memory is classified against the weak labels (box: the class of the smallest box holding the
+    # cell, else "no part"; point: the cells holding a point only). Off by default.
+    cfg.MODEL.WPS_SAM.DENSE_CLASS_WEIGHT = 0.0
     # Weak label the teacher encodes: "box" (part boxes) or "point" (box centres).
     cfg.MODEL.WPS_SAM.SUPERVISION = "box"
     # Where inference prompts come from: "prompter" (WPS-SAM), or "gt_box" / "gt_point" (SAM
@@ -102,8 +108,12 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.WPS_SAM.SAVE_FROZEN_SAM = False
 
     cfg.MODEL.WPS_SAM.TEST = CN()
-    # A query is kept if its argmax class is a part and its probability exceeds this.
+    # A query is kept if its score exceeds this (see KEEP_RULE for what the score is).
     cfg.MODEL.WPS_SAM.TEST.SCORE_THRESHOLD = 0.0
+    # "argmax" (the paper: keep a query whose most probable class is a part; score = that
+    # probability) or "part_score" (DETR: score = the best part-class probability, "no part"
+    # ignored).
+    cfg.MODEL.WPS_SAM.TEST.KEEP_RULE = "argmax"
     # Mask-logit threshold of SAM's mask decoder output (SAM's own default is 0.0).
     cfg.MODEL.WPS_SAM.TEST.MASK_THRESHOLD = 0.0
 

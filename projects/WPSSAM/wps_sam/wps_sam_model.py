@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops import box_convert
 
-from .modeling.criterion import SetCriterion
+from .modeling.criterion import SetCriterion, dense_part_labels
 from .modeling.matcher import HungarianMatcher
 from .modeling.prompter import QueryPrompter
 from .modeling.sam_builder import build_sam_from_cfg
@@ -25,6 +25,7 @@ __all__ = ["WPSSAM", "PROMPT_SOURCES"]
 logger = logging.getLogger(__name__)
 
 PROMPT_SOURCES = ("prompter", "gt_box", "gt_point")
+KEEP_RULES = ("argmax", "part_score")
 
 
 def _drop_frozen_sam_keys(module, state_dict, prefix, local_metadata):
@@ -67,6 +68,7 @@ class WPSSAM(nn.Module):
         supervision: str = "box",
         prompt_source: str = "prompter",
         score_threshold: float = 0.0,
+        keep_rule: str = "argmax",
         mask_threshold: float = 0.0,
         encoder_bf16_on_cpu: bool = False,
         save_frozen_sam: bool = False,
@@ -81,6 +83,9 @@ class WPSSAM(nn.Module):
             supervision: "box" or "point", the weak label the teacher encodes.
             prompt_source: "prompter" (WPS-SAM) or "gt_box"/"gt_point" (SAM with GT prompts).
             score_threshold: minimum class probability of a kept query.
+            keep_rule: "argmax" (the paper: keep a query whose most probable class is a part) or
+                "part_score" (DETR's query scoring: keep a query whose best part probability
+                exceeds ``score_threshold``, whatever its "no part" probability).
             mask_threshold: SAM mask-logit threshold.
             encoder_bf16_on_cpu: run the image encoder under CPU bfloat16 autocast.
             save_frozen_sam: keep SAM's weights in ``state_dict()``.
@@ -106,7 +111,12 @@ class WPSSAM(nn.Module):
         }
         self.num_classes = num_classes
         self.prompt_source = prompt_source
+        if keep_rule not in KEEP_RULES:
+            raise ValueError(
+                f"MODEL.WPS_SAM.TEST.KEEP_RULE must be one of {KEEP_RULES}, not {keep_rule!r}"
+            )
         self.score_threshold = score_threshold
+        self.keep_rule = keep_rule
         self.mask_threshold = mask_threshold
         self.encoder_bf16_on_cpu = encoder_bf16_on_cpu
         self.save_frozen_sam = save_frozen_sam
@@ -129,6 +139,7 @@ class WPSSAM(nn.Module):
                 class_weight=w.CLASS_WEIGHT,
                 prompt_weight=w.PROMPT_WEIGHT,
                 no_object_weight=w.NO_OBJECT_WEIGHT,
+                dense_class_weight=w.DENSE_CLASS_WEIGHT,
             ),
             "num_classes": w.NUM_CLASSES,
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
@@ -136,6 +147,7 @@ class WPSSAM(nn.Module):
             "supervision": w.SUPERVISION,
             "prompt_source": w.PROMPT_SOURCE,
             "score_threshold": w.TEST.SCORE_THRESHOLD,
+            "keep_rule": w.TEST.KEEP_RULE,
             "mask_threshold": w.TEST.MASK_THRESHOLD,
             "encoder_bf16_on_cpu": cfg.MODEL.SAM.ENCODER_BF16_ON_CPU,
             "save_frozen_sam": w.SAVE_FROZEN_SAM,
@@ -237,8 +249,21 @@ class WPSSAM(nn.Module):
             inst = x["instances"].to(self.device)
             points = inst.gt_points if inst.has("gt_points") else None
             prompts = self.teacher(inst.gt_boxes.tensor, points)
-            targets.append({"labels": inst.gt_classes.long(), "prompts": prompts})
+            target = {"labels": inst.gt_classes.long(), "prompts": prompts}
+            if self.criterion.dense_class_weight > 0:
+                target["dense_labels"] = self.dense_labels(inst, points)
+            targets.append(target)
         return targets
+
+    def dense_labels(self, inst: Instances, points: Optional[Tensor]) -> Tensor:
+        """(M, M) targets of the dense auxiliary loss from the weak label of the supervision."""
+        if self.teacher.supervision == "point":
+            weak = {"points": points if points is not None else inst.gt_boxes.get_centers()}
+        else:
+            weak = {"boxes": inst.gt_boxes.tensor}
+        return dense_part_labels(
+            inst.gt_classes, self.prompter.memory_size, self.image_size, self.num_classes, **weak
+        )
 
     def run_prompter(self, embeddings: Tensor) -> Dict[str, Tensor]:
         """The prompter's outputs (see :meth:`QueryPrompter.forward`), each with "pred_prompts".
@@ -295,7 +320,7 @@ class WPSSAM(nn.Module):
                 "instances" (training, and the gt_* prompt sources): gt_boxes (xyxy, resized
                     frame), gt_classes, optional gt_points (M, 2).
         Returns:
-            training: dict of losses {"loss_cls", "loss_prompt"};
+            training: dict of losses {"loss_cls", "loss_prompt"} (and the auxiliary ones);
             inference: list of dicts with "sem_seg" ((C+1, H, W) scores, argmax = label map,
                 channel C = background) and "instances" (pred_masks (N, H, W) bool, pred_classes,
                 scores, pred_boxes).
@@ -312,8 +337,12 @@ class WPSSAM(nn.Module):
     def select_prompts(self, outputs: Dict[str, Tensor], index: int):
         """Kept queries of one image: tokens (K, T, D), classes (K,), scores (K,)."""
         probs = outputs["pred_logits"][index].softmax(-1)
-        scores, labels = probs.max(-1)
-        keep = (labels != self.num_classes) & (scores > self.score_threshold)
+        if self.keep_rule == "argmax":
+            scores, labels = probs.max(-1)
+            keep = (labels != self.num_classes) & (scores > self.score_threshold)
+        else:
+            scores, labels = probs[:, : self.num_classes].max(-1)
+            keep = scores > self.score_threshold
         return outputs["pred_prompts"][index][keep], labels[keep], scores[keep]
 
     def gt_prompts(self, x: Dict):

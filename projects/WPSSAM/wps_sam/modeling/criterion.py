@@ -1,12 +1,60 @@
 """Set criterion of WPS-SAM: classification + prompt distillation after Hungarian matching."""
 
-from typing import Dict, List, Tuple
+import math
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["SetCriterion"]
+__all__ = ["SetCriterion", "dense_part_labels", "IGNORE_LABEL"]
+
+IGNORE_LABEL = -100  # F.cross_entropy's default ignore_index
+
+
+def dense_part_labels(
+    classes: Tensor,
+    side: int,
+    frame_size: int,
+    num_classes: int,
+    boxes: Optional[Tensor] = None,
+    points: Optional[Tensor] = None,
+) -> Tensor:
+    """Per-cell class targets on a ``side`` x ``side`` grid over the square input frame.
+
+    Args:
+        classes: (N,) part classes.
+        side: cells per side of the grid; frame_size: the frame's side in pixels.
+        boxes: (N, 4) xyxy part boxes in pixels (box supervision): a cell whose centre lies in
+            boxes takes the class of the smallest of them; any other cell is "no part".
+        points: (N, 2) xy part points (point supervision, used when ``boxes`` is None): a cell
+            holding a point takes its class; the others are unknown (``IGNORE_LABEL``).
+    Returns:
+        (side, side) int64 labels in [0, num_classes] or ``IGNORE_LABEL``.
+    """
+    device = classes.device
+    if boxes is None and points is None:
+        raise ValueError("dense_part_labels needs boxes or points")
+    if boxes is None:
+        labels = torch.full((side, side), IGNORE_LABEL, dtype=torch.int64, device=device)
+        cells = (points.float() * side / frame_size).long().clamp(0, side - 1)
+        labels[cells[:, 1], cells[:, 0]] = classes.long()
+        return labels
+    labels = torch.full((side, side), num_classes, dtype=torch.int64, device=device)
+    if len(classes) == 0:
+        return labels
+    centres = (torch.arange(side, device=device, dtype=torch.float32) + 0.5) * frame_size / side
+    boxes = boxes.float()
+    inside_x = (centres[None] >= boxes[:, 0:1]) & (centres[None] < boxes[:, 2:3])  # N, side
+    inside_y = (centres[None] >= boxes[:, 1:2]) & (centres[None] < boxes[:, 3:4])
+    inside = inside_y[:, :, None] & inside_x[:, None, :]  # N, side (y), side (x)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    # Smallest box wins: the area of every box at the cells it holds, +inf elsewhere.
+    cost = torch.where(inside, area[:, None, None], torch.full_like(area[:, None, None], math.inf))
+    best_cost, best = cost.min(dim=0)
+    covered = torch.isfinite(best_cost)
+    labels[covered] = classes.long()[best[covered]]
+    return labels
 
 
 class SetCriterion(nn.Module):
@@ -22,6 +70,10 @@ class SetCriterion(nn.Module):
 
     With deep supervision the same loss, with its own matching, is added for the prediction of
     every earlier decoder layer (keys suffixed ``_0``, ``_1``, ...), as DETR does.
+
+    With ``dense_class_weight`` > 0 and "memory_logits" in the outputs, ``loss_dense_cls`` adds
+    ``dense_class_weight`` times the cross-entropy of every memory cell against the targets'
+    "dense_labels" (see :func:`dense_part_labels`; cells with ``IGNORE_LABEL`` do not count).
     """
 
     def __init__(
@@ -31,8 +83,10 @@ class SetCriterion(nn.Module):
         class_weight: float = 5.0,
         prompt_weight: float = 20.0,
         no_object_weight: float = 1.0,
+        dense_class_weight: float = 0.0,
     ):
         super().__init__()
+        self.dense_class_weight = dense_class_weight
         self.num_classes = num_classes
         self.matcher = matcher
         self.class_weight = class_weight
@@ -71,12 +125,25 @@ class SetCriterion(nn.Module):
         Args:
             outputs: "pred_logits" (B, S, C+1), "pred_prompts" (B, S, T, D), optionally
                 "aux_outputs" (a list of dicts with the same two keys).
-            targets: per image "labels" (M,) and "prompts" (M, T, D).
+            targets: per image "labels" (M,) and "prompts" (M, T, D); "dense_labels" (M', M')
+                when the dense loss is on.
         Returns:
             the loss dict {"loss_cls", "loss_prompt"} (already weighted; plus "loss_cls_<i>",
-            "loss_prompt_<i>" per auxiliary output) and the matching of the final output.
+            "loss_prompt_<i>" per auxiliary output, and "loss_dense_cls" when the dense loss is
+            on) and the matching of the final output.
         """
         losses, indices = self._weighted_losses(outputs, targets)
+        if self.dense_class_weight > 0:
+            if "memory_logits" not in outputs or "dense_labels" not in targets[0]:
+                raise KeyError(
+                    "dense_class_weight > 0 needs the prompter's 'memory_logits' and the "
+                    "targets' 'dense_labels' (WPSSAM provides both when "
+                    "MODEL.WPS_SAM.DENSE_CLASS_WEIGHT > 0)"
+                )
+            dense = torch.stack([t["dense_labels"] for t in targets])
+            ce = F.cross_entropy(outputs["memory_logits"], dense, ignore_index=IGNORE_LABEL)
+            # A batch whose cells are all unknown (points on nothing) gives NaN: count it as 0.
+            losses["loss_dense_cls"] = self.dense_class_weight * torch.nan_to_num(ce)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
             aux_losses, _ = self._weighted_losses(aux, targets)
             losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})

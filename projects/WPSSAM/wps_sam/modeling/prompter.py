@@ -10,7 +10,13 @@ from torch import Tensor, nn
 
 from .transformer import PrompterTransformer
 
-__all__ = ["QueryPrompter", "sine_position_embedding", "grid_anchor_boxes", "POS_EMBEDS"]
+__all__ = [
+    "QueryPrompter",
+    "FusionConvBlock",
+    "sine_position_embedding",
+    "grid_anchor_boxes",
+    "POS_EMBEDS",
+]
 
 POS_EMBEDS = ("learned", "sine", "sam")
 PROMPT_HEADS = ("tokens", "anchored_box")
@@ -40,6 +46,19 @@ def grid_anchor_boxes(num_anchors: int) -> Tensor:
     cy = (cells // g).float().add(0.5).div(g)
     size = torch.full_like(cx, 1.0 / g)
     return torch.stack([cx, cy, size, size], dim=1)
+
+
+class FusionConvBlock(nn.Module):
+    """x + GELU(LayerNorm2d(conv3x3(x))): local context at constant resolution, (B, D, H, W)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.norm = LayerNorm2d(channels)
+        self.act = nn.GELU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.act(self.norm(self.conv(x)))
 
 
 class QueryPrompter(nn.Module):
@@ -76,6 +95,7 @@ class QueryPrompter(nn.Module):
         dec_layers: int = 6,
         pre_norm: bool = False,
         num_downsample_convs: int = 2,
+        num_fusion_convs: int = 0,
         pos_embed: str = "learned",
         prompt_head_hidden_dim: int = 512,
         num_prompt_tokens: int = 2,
@@ -83,6 +103,7 @@ class QueryPrompter(nn.Module):
         deep_supervision: bool = False,
         pos_in_memory: bool = False,
         prompt_head: str = "tokens",
+        memory_class_head: bool = False,
     ):
         """
         Args:
@@ -91,6 +112,8 @@ class QueryPrompter(nn.Module):
             in_channels: channels of the SAM image embedding (256).
             embedding_size: side of the SAM image embedding (64 for 1024 / 16).
             num_downsample_convs: stride-2 convolutions; the memory is embedding_size / 2**n.
+            num_fusion_convs: residual 3x3 stride-1 convolution blocks after them (local context
+                for embeddings too small to downsample, such as the tiny SAM's 16x16).
             pos_embed: "learned" (zero-initialised parameter, as the authors), "sine", or "sam":
                 SAM's frozen random-Fourier encoding of the memory cell centres, the basis in which
                 SAM's prompt encoder writes box corners (set by :meth:`use_sam_position_encoding`).
@@ -101,6 +124,8 @@ class QueryPrompter(nn.Module):
                 decoder layer ("aux_outputs"), for DETR's auxiliary losses.
             prompt_head: "tokens" (the paper) or "anchored_box" (see the class docstring; needs
                 ``pos_embed="sam"``).
+            memory_class_head: in training, also classify every cell of the encoder memory
+                ("memory_logits"), for the criterion's dense auxiliary loss from the weak labels.
         """
         super().__init__()
         if pos_embed not in POS_EMBEDS:
@@ -132,6 +157,7 @@ class QueryPrompter(nn.Module):
             channels = hidden_dim
         if channels != hidden_dim:  # no downsampling: still project to the transformer width
             layers.append(nn.Conv2d(channels, hidden_dim, kernel_size=1))
+        layers += [FusionConvBlock(hidden_dim) for _ in range(num_fusion_convs)]
         self.downsample = nn.Sequential(*layers)
         side = embedding_size
         for _ in range(num_downsample_convs):
@@ -178,6 +204,9 @@ class QueryPrompter(nn.Module):
             # Start exactly at the anchors: the first matchings are then spatially consistent.
             nn.init.zeros_(self.box_head[-1].weight)
             nn.init.zeros_(self.box_head[-1].bias)
+        self.memory_class_head = (
+            nn.Linear(hidden_dim, num_classes + 1) if memory_class_head else None
+        )
         self._sam_pe_layer = ()  # (SAM's PositionEmbeddingRandom,), kept out of the state dict
         self.num_classes = num_classes
         self.num_queries = num_queries
@@ -201,6 +230,7 @@ class QueryPrompter(nn.Module):
             "dec_layers": w.DEC_LAYERS,
             "pre_norm": w.PRE_NORM,
             "num_downsample_convs": w.NUM_DOWNSAMPLE_CONVS,
+            "num_fusion_convs": w.NUM_FUSION_CONVS,
             "pos_embed": w.POS_EMBED,
             "prompt_head_hidden_dim": w.PROMPT_HEAD_HIDDEN_DIM,
             "num_prompt_tokens": w.NUM_PROMPT_TOKENS,
@@ -208,6 +238,7 @@ class QueryPrompter(nn.Module):
             "deep_supervision": w.DEEP_SUPERVISION,
             "pos_in_memory": w.POS_IN_MEMORY,
             "prompt_head": w.PROMPT_HEAD,
+            "memory_class_head": w.DENSE_CLASS_WEIGHT > 0,
         }
 
     @torch.no_grad()
@@ -235,7 +266,9 @@ class QueryPrompter(nn.Module):
             (B, S, T, D) prompt tokens (T = num_prompt_tokens, D = prompt_embed_dim); for the
             "anchored_box" head instead "pred_boxes": (B, S, 4) normalised (cx, cy, w, h) boxes in
             SAM's square input frame. With deep supervision in training, also "aux_outputs": a
-            list of such dicts, one per decoder layer but the last.
+            list of such dicts, one per decoder layer but the last. With the memory class head
+            in training, also "memory_logits": (B, C + 1, M, M) class logits of the encoder
+            memory's cells (M = the memory's side).
         """
         src = self.downsample(image_embeddings)
         if self.pos_embed_type == "sam" and not self._sam_pe_layer:
@@ -249,7 +282,8 @@ class QueryPrompter(nn.Module):
         query_pos = self.query_embed.weight
         if self.prompt_head_type == "anchored_box":
             query_pos = query_pos + self.anchor_position_embedding()
-        hs = self.transformer(src, self.pos_embed, query_pos, return_intermediate=with_aux)
+        memory = self.transformer.encode(src, self.pos_embed)
+        hs = self.transformer.decode(memory, self.pos_embed, query_pos, with_aux)
         if not with_aux:
             hs = hs[None]
         layers, b, s, _ = hs.shape
@@ -265,4 +299,9 @@ class QueryPrompter(nn.Module):
             outputs["aux_outputs"] = [
                 {k: v[i] for k, v in per_layer.items()} for i in range(layers - 1)
             ]
+        if self.memory_class_head is not None and self.training:
+            side = self.memory_size
+            outputs["memory_logits"] = (
+                self.memory_class_head(memory).transpose(1, 2).reshape(b, -1, side, side)
+            )
         return outputs

@@ -124,12 +124,22 @@ class PrompterTransformer(nn.Module):
             (B, S, C) decoder output embeddings, or (L, B, S, C) for the L decoder layers (the
             last one last) if ``return_intermediate``.
         """
-        b = src.shape[0]
-        memory = src.flatten(2).transpose(1, 2)  # B, HW, C
-        pos = pos.flatten(2).transpose(1, 2).expand(b, -1, -1)
+        return self.decode(self.encode(src, pos), pos, query_pos, return_intermediate)
+
+    def encode(self, src: Tensor, pos: Tensor) -> Tensor:
+        """(B, C, H, W) features and their positions -> (B, HW, C) encoder memory."""
+        memory = src.flatten(2).transpose(1, 2)
+        pos = pos.flatten(2).transpose(1, 2).expand(src.shape[0], -1, -1)
         for layer in self.encoder_layers:
             memory = layer(memory, pos)
-        memory = self.encoder_norm(memory)
+        return self.encoder_norm(memory)
+
+    def decode(
+        self, memory: Tensor, pos: Tensor, query_pos: Tensor, return_intermediate: bool = False
+    ) -> Tensor:
+        """(B, HW, C) memory -> decoder output, as :meth:`forward` returns it."""
+        b = memory.shape[0]
+        pos = pos.flatten(2).transpose(1, 2).expand(b, -1, -1)
         query_pos = query_pos.unsqueeze(0).expand(b, -1, -1)
         tgt = torch.zeros_like(query_pos)
         intermediate = []
