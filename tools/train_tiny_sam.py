@@ -10,6 +10,11 @@ official SAM checkpoints) and evaluated on held-out generic images with box and 
 Example (the committed checkpoint)::
 
     python tools/train_tiny_sam.py --max-steps 1500 --seed 0
+
+Continued pre-training (a second cycle on a new stretch of the generic stream)::
+
+    python tools/train_tiny_sam.py --init-checkpoint checkpoints/tiny_sam_256.pth --seed 1 \
+        --easy-fraction 0 --max-steps 1500 --output checkpoints/tiny_sam_256_c2.pth
 """
 
 import argparse
@@ -61,6 +66,12 @@ def parse_args(argv=None):
         help="fraction of the steps (the first ones) on easy images: 1-4 large stand-alone shapes",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the data stream and the init")
+    p.add_argument(
+        "--init-checkpoint",
+        default="",
+        help="continue pre-training from this tiny SAM checkpoint (weights only; a new LR cycle; "
+        "use another --seed so the data stream is new, and --easy-fraction 0)",
+    )
     p.add_argument("--num-threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--eval-images", type=int, default=200, help="held-out images at the end")
     p.add_argument(
@@ -125,7 +136,9 @@ def main(argv=None):
         output = os.path.join(REPO_ROOT, output)
 
     torch.manual_seed(args.seed)
-    sam = build_sam(arch)
+    sam = build_sam(arch, args.init_checkpoint or None)
+    if args.init_checkpoint:
+        logger.info(f"Continuing from {args.init_checkpoint}")
     n_params = sum(p.numel() for p in sam.parameters())
     logger.info(f"Tiny SAM {arch.describe()}: {n_params / 1e6:.2f} M parameters")
 
@@ -153,6 +166,8 @@ def main(argv=None):
         time_limit_s=args.time_limit_minutes * 60,
         easy_data_cfg=easy_shapes_config(arch.image_size),
         easy_fraction=args.easy_fraction,
+        # A continued run keeps the trained positional embedding.
+        sincos_position_init=not args.init_checkpoint,
     )
     steps_done = history[-1]["step"] if history else 0
     train_time = time.perf_counter() - start
