@@ -283,6 +283,17 @@ def test_criterion_matches_paper_equation():
     assert losses["loss_prompt"].item() == pytest.approx(20.0 * 0.125 / 3, rel=1e-5)
 
 
+def assert_main_losses_equal_plain_models(losses, sam_checkpoint, overrides):
+    """``losses`` (of a model with an auxiliary loss, on make_input(0) and (1)) hold the same
+    loss_cls / loss_prompt as the model built with ``overrides`` alone."""
+    plain = build(sam_checkpoint, **overrides)
+    plain.train()
+    with EventStorage():
+        reference = plain([make_input(0), make_input(1)])
+    for key in ("loss_cls", "loss_prompt"):
+        torch.testing.assert_close(losses[key], reference[key])
+
+
 def test_deep_supervision_adds_one_matched_loss_per_earlier_decoder_layer(sam_checkpoint):
     model = build(
         sam_checkpoint, **{"MODEL.WPS_SAM.DEEP_SUPERVISION": True, "MODEL.WPS_SAM.DEC_LAYERS": 3}
@@ -296,12 +307,7 @@ def test_deep_supervision_adds_one_matched_loss_per_earlier_decoder_layer(sam_ch
     }
     assert set(losses) == expected
     # The final layer's loss is the one without deep supervision (same weights, same inputs).
-    plain = build(sam_checkpoint, **{"MODEL.WPS_SAM.DEC_LAYERS": 3})
-    plain.train()
-    with EventStorage():
-        reference = plain([make_input(0), make_input(1)])
-    for key in ("loss_cls", "loss_prompt"):
-        torch.testing.assert_close(losses[key], reference[key])
+    assert_main_losses_equal_plain_models(losses, sam_checkpoint, {"MODEL.WPS_SAM.DEC_LAYERS": 3})
     # Inference ignores the auxiliary heads.
     model.eval()
     with torch.no_grad():
@@ -439,12 +445,7 @@ def test_dense_auxiliary_loss_trains_the_prompters_encoder(sam_checkpoint, super
     assert prompter.transformer.encoder_layers[0].linear1.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.sam.parameters())
     # The other losses are those of the model without the dense head (same init, same inputs).
-    plain = build(sam_checkpoint, **overrides)
-    plain.train()
-    with EventStorage():
-        reference = plain([make_input(0), make_input(1)])
-    for key in ("loss_cls", "loss_prompt"):
-        torch.testing.assert_close(losses[key], reference[key])
+    assert_main_losses_equal_plain_models(losses, sam_checkpoint, overrides)
     model.eval()
     with torch.no_grad():
         assert "memory_logits" not in model.prompter(torch.zeros(1, 256, 8, 8))
