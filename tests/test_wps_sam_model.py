@@ -421,6 +421,13 @@ def test_dense_part_labels_from_boxes_and_points():
     assert torch.equal(
         dense_part_labels(classes[:0], 4, 40, NUM_CLASSES, boxes=boxes[:0]), torch.full((4, 4), bg)
     )
+    # A box holding no cell centre labels the cell of its own centre, unless a box covers it.
+    tiny = torch.tensor([[31.0, 31.0, 34.0, 34.0], [12.0, 12.0, 14.0, 14.0]])
+    labels = dense_part_labels(
+        torch.tensor([0, 1, 2, 2]), 4, 40, NUM_CLASSES, boxes=torch.cat([boxes, tiny])
+    )
+    expected[3, 3] = 2  # the first tiny box; the second lies in cell (1, 1), which box 1 holds
+    assert torch.equal(labels, expected)
     # Points only say what is at their cell; every other cell is unknown.
     points = torch.tensor([[5.0, 5.0], [39.0, 21.0]])
     labels = dense_part_labels(classes, 4, 40, NUM_CLASSES, points=points)

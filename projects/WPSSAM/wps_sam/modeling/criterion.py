@@ -26,7 +26,9 @@ def dense_part_labels(
         classes: (N,) part classes.
         side: cells per side of the grid; frame_size: the frame's side in pixels.
         boxes: (N, 4) xyxy part boxes in pixels (box supervision): a cell whose centre lies in
-            boxes takes the class of the smallest of them; any other cell is "no part".
+            boxes takes the class of the smallest of them; a box too small to hold any cell
+            centre labels the cell holding its own centre, unless a box does; any other cell is
+            "no part".
         points: (N, 2) xy part points (point supervision, used when ``boxes`` is None): a cell
             holding a point takes its class; the others are unknown (``IGNORE_LABEL``).
     Returns:
@@ -54,6 +56,13 @@ def dense_part_labels(
     best_cost, best = cost.min(dim=0)
     covered = torch.isfinite(best_cost)
     labels[covered] = classes.long()[best[covered]]
+    # Parts smaller than a cell would otherwise only teach "no part" where they are.
+    small = ~inside.flatten(1).any(dim=1)
+    if small.any():
+        centre_xy = (boxes[small, :2] + boxes[small, 2:]) / 2
+        cells = (centre_xy * side / frame_size).long().clamp(0, side - 1)
+        free = ~covered[cells[:, 1], cells[:, 0]]
+        labels[cells[free, 1], cells[free, 0]] = classes.long()[small][free]
     return labels
 
 
