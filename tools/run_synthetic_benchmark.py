@@ -5,7 +5,7 @@ Prepares what is missing (synthetic part dataset, the project's tiny SAM, the ca
 embeddings), then runs ``tools/train_net.py`` for each benchmark row, evaluates on
 ``synthetic_parts_val``, saves overlays of a few validation images and prints the results table.
 
-    python tools/run_synthetic_benchmark.py                 # main rows (~9 min on 2 CPU cores)
+    python tools/run_synthetic_benchmark.py                 # main rows (~7.5 min on 2 CPU cores)
     python tools/run_synthetic_benchmark.py --rows all      # + paper head, points, 50 queries
     python tools/run_synthetic_benchmark.py --rows wps_sam_box --quick   # smoke run (tests)
 
@@ -63,6 +63,16 @@ ROWS = {
         "configs/synthetic/wps_sam_tiny_box_q25_anchored_dense.yaml",
         False,
         "WPS-SAM, box sup., anchored head + dense loss, 4 ep.",
+    ),
+    "wps_sam_point_anchored_dense": (
+        "configs/synthetic/wps_sam_tiny_point_q25_anchored_dense.yaml",
+        False,
+        "WPS-SAM, point sup., anchored head + dense loss, 4 ep.",
+    ),
+    "wps_sam_box_q50_anchored_dense": (
+        "configs/synthetic/wps_sam_tiny_box_q50_anchored_dense.yaml",
+        False,
+        "WPS-SAM, box sup., 50 queries, anchored head + dense loss, 4 ep.",
     ),
     "wps_sam_box_anchored_dense_8ep": (
         "configs/synthetic/wps_sam_tiny_box_q25_anchored_dense_8ep.yaml",
