@@ -458,6 +458,20 @@ def test_dense_auxiliary_loss_trains_the_prompters_encoder(sam_checkpoint, super
         assert "memory_logits" not in model.prompter(torch.zeros(1, 256, 8, 8))
 
 
+def test_centre_dense_targets_under_box_supervision(sam_checkpoint):
+    model = build(sam_checkpoint, **{"MODEL.WPS_SAM.DENSE_TARGET": "centre"})
+    inst = make_input(0)["instances"]
+    labels = model.dense_labels(inst, None)
+    side, frame = model.prompter.memory_size, model.image_size
+    expected = dense_part_labels(
+        inst.gt_classes, side, frame, NUM_CLASSES, points=inst.gt_boxes.get_centers()
+    )
+    assert torch.equal(labels, expected)
+    assert (labels == IGNORE_LABEL).any() and not (labels == NUM_CLASSES).any()
+    with pytest.raises(ValueError, match="DENSE_TARGET"):
+        build(sam_checkpoint, **{"MODEL.WPS_SAM.DENSE_TARGET": "boxes"})
+
+
 def test_keep_rules(sam_checkpoint):
     model = build(sam_checkpoint)
     # Query 0: "no part" 0.5, best part (class 1) 0.3; query 1: class 2 at 0.7.

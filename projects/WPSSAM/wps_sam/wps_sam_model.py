@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 PROMPT_SOURCES = ("prompter", "gt_box", "gt_point")
 KEEP_RULES = ("argmax", "part_score")
+DENSE_TARGETS = ("weak_label", "centre")
 
 
 def _drop_frozen_sam_keys(module, state_dict, prefix, local_metadata):
@@ -69,6 +70,7 @@ class WPSSAM(nn.Module):
         prompt_source: str = "prompter",
         score_threshold: float = 0.0,
         keep_rule: str = "argmax",
+        dense_target: str = "weak_label",
         mask_threshold: float = 0.0,
         encoder_bf16_on_cpu: bool = False,
         save_frozen_sam: bool = False,
@@ -86,6 +88,9 @@ class WPSSAM(nn.Module):
             keep_rule: "argmax" (the paper: keep a query whose most probable class is a part) or
                 "part_score" (DETR's query scoring: keep a query whose best part probability
                 exceeds ``score_threshold``, whatever its "no part" probability).
+            dense_target: targets of the dense auxiliary loss: "weak_label" (from the supervision's
+                own labels, see :func:`dense_part_labels`) or "centre" (point-style: only the cells
+                holding a part's point, under box supervision its box centre; the rest unknown).
             mask_threshold: SAM mask-logit threshold.
             encoder_bf16_on_cpu: run the image encoder under CPU bfloat16 autocast.
             save_frozen_sam: keep SAM's weights in ``state_dict()``.
@@ -115,6 +120,11 @@ class WPSSAM(nn.Module):
             raise ValueError(
                 f"MODEL.WPS_SAM.TEST.KEEP_RULE must be one of {KEEP_RULES}, not {keep_rule!r}"
             )
+        if dense_target not in DENSE_TARGETS:
+            raise ValueError(
+                f"MODEL.WPS_SAM.DENSE_TARGET must be one of {DENSE_TARGETS}, not {dense_target!r}"
+            )
+        self.dense_target = dense_target
         self.score_threshold = score_threshold
         self.keep_rule = keep_rule
         self.mask_threshold = mask_threshold
@@ -148,6 +158,7 @@ class WPSSAM(nn.Module):
             "prompt_source": w.PROMPT_SOURCE,
             "score_threshold": w.TEST.SCORE_THRESHOLD,
             "keep_rule": w.TEST.KEEP_RULE,
+            "dense_target": w.DENSE_TARGET,
             "mask_threshold": w.TEST.MASK_THRESHOLD,
             "encoder_bf16_on_cpu": cfg.MODEL.SAM.ENCODER_BF16_ON_CPU,
             "save_frozen_sam": w.SAVE_FROZEN_SAM,
@@ -257,8 +268,10 @@ class WPSSAM(nn.Module):
 
     def dense_labels(self, inst: Instances, points: Optional[Tensor]) -> Tensor:
         """(M, M) targets of the dense auxiliary loss from the weak label of the supervision."""
-        if self.teacher.supervision == "point":
-            weak = {"points": points if points is not None else inst.gt_boxes.get_centers()}
+        if self.teacher.supervision == "point" or self.dense_target == "centre":
+            if points is None or self.teacher.supervision == "box":
+                points = inst.gt_boxes.get_centers()
+            weak = {"points": points}
         else:
             weak = {"boxes": inst.gt_boxes.tensor}
         return dense_part_labels(
