@@ -79,11 +79,12 @@ def train(args):
             sums = {}
     model.eval()
     if args.eval_images:
-        evaluate(model, cfg, args, projection if args.input == "oracle" else None)
+        oracle_projection = projection if args.input == "oracle" else None
+        evaluate(model, cfg, args, oracle_projection)
         for threshold in args.part_score_thresholds:
             model.keep_rule, model.score_threshold = "part_score", threshold
             print(f"KEEP_RULE part_score, SCORE_THRESHOLD {threshold}:", end=" ")
-            evaluate(model, cfg, args, projection if args.input == "oracle" else None)
+            evaluate(model, cfg, args, oracle_projection)
     with torch.no_grad():
         out = model.run_prompter(torch.stack([x["image_embedding"] for x in data[:16]]).float())
     prompts = out["pred_prompts"]

@@ -99,8 +99,8 @@ def add_wps_sam_config(cfg):
     # memory is classified against the weak labels (box: the class of the smallest box holding the
     # cell, else "no part"; point: the cells holding a point only). Off by default.
     cfg.MODEL.WPS_SAM.DENSE_CLASS_WEIGHT = 0.0
-    # Dense loss targets: "weak_label" (as above) or "centre" (only the cells holding a part's box
-    # centre, the rest unknown, whatever the supervision).
+    # Dense loss targets: "weak_label" (as above) or "centre" (point-style under either
+    # supervision: only the cells holding a part's point, or its box centre, the rest unknown).
     cfg.MODEL.WPS_SAM.DENSE_TARGET = "weak_label"
     # Weak label the teacher encodes: "box" (part boxes) or "point" (box centres).
     cfg.MODEL.WPS_SAM.SUPERVISION = "box"

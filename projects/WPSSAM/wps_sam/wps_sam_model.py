@@ -268,12 +268,13 @@ class WPSSAM(nn.Module):
 
     def dense_labels(self, inst: Instances, points: Optional[Tensor]) -> Tensor:
         """(M, M) targets of the dense auxiliary loss from the weak label of the supervision."""
-        if self.teacher.supervision == "point" or self.dense_target == "centre":
-            if points is None or self.teacher.supervision == "box":
+        if self.teacher.supervision == "box" and self.dense_target == "weak_label":
+            weak = {"boxes": inst.gt_boxes.tensor}
+        else:
+            # Point-style targets at the annotated points, else (as the point teacher) the centres.
+            if self.teacher.supervision == "box" or points is None:
                 points = inst.gt_boxes.get_centers()
             weak = {"points": points}
-        else:
-            weak = {"boxes": inst.gt_boxes.tensor}
         return dense_part_labels(
             inst.gt_classes, self.prompter.memory_size, self.image_size, self.num_classes, **weak
         )
