@@ -28,3 +28,10 @@ def test_oracle_embedding_is_the_projected_label_fractions_per_cell():
     torch.testing.assert_close(emb[:, 0, 0], projection[:, 0])
     torch.testing.assert_close(emb[:, 0, 1], projection[:, 2])
     torch.testing.assert_close(emb[:, 1, 1], 0.5 * projection[:, 1] + 0.5 * projection[:, 2])
+
+
+def test_attention_probe_keeps_the_cell_grid():
+    tool = _load_tool()
+    x = torch.randn(2, 16, 4, 3)
+    out = tool.AttentionOverCells(16, 1)(x)
+    assert out.shape == x.shape and not torch.allclose(out, x)

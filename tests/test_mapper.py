@@ -152,13 +152,18 @@ def test_build_embedding_cache_writes_checks_and_rebuilds(pin_dicts, tmp_path):
     cfg.MODEL.SAM.CHECKPOINT = sam_path
     model = build_model(cfg)
     counts = build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"])
-    assert counts == {"written": len(pin_dicts), "present": 0}
+    assert counts == {"written": len(pin_dicts), "present": 0, "stale": 0}
     d = pin_dicts["n01440764_101"]
     cached = torch.load(embedding_cache_path(cache, d["file_name"]), weights_only=True)
     direct = model.image_embeddings([{"image": WPSSAMDatasetMapper(cfg, False)(d)["image"]}])[0]
     torch.testing.assert_close(cached, direct)
     # A second call only counts what is there.
     assert build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"])["written"] == 0
+    # An image rewritten after it was encoded (a regenerated dataset) is encoded again.
+    path = embedding_cache_path(cache, d["file_name"])
+    os.utime(path, (os.path.getmtime(d["file_name"]) - 10,) * 2)
+    counts = build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"])
+    assert counts == {"written": 1, "present": len(pin_dicts) - 1, "stale": 1}
 
     # Another checkpoint: refused by default, rebuilt on request (the main job's behaviour).
     other = str(tmp_path / "sam_b.pth")
@@ -167,4 +172,4 @@ def test_build_embedding_cache_writes_checks_and_rebuilds(pin_dicts, tmp_path):
     with pytest.raises(ValueError, match="another SAM"):
         build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"])
     counts = build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"], rebuild_stale=True)
-    assert counts == {"written": len(pin_dicts), "present": 0}
+    assert counts == {"written": len(pin_dicts), "present": 0, "stale": 0}

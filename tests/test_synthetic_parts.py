@@ -264,6 +264,19 @@ def test_builtin_registration_and_generation_on_first_use(tmp_path, monkeypatch)
     assert os.path.isfile(json_file) and len(dicts) == 3
     assert (dicts[0]["height"], dicts[0]["width"]) == (parts.DEFAULT_IMAGE_SIZE,) * 2
 
+    # A split written by an older generator is drawn again, with the settings it was made with.
+    with open(json_file) as f:
+        coco = json.load(f)
+    coco["info"]["version"] = parts.GENERATOR_VERSION - 1
+    coco["images"] = coco["images"][:1]
+    with open(json_file, "w") as f:
+        json.dump(coco, f)
+    DatasetCatalog.remove("synthetic_parts_lazy_val")
+    register_all_synthetic_parts(str(tmp_path), name_prefix="synthetic_parts_lazy")
+    assert len(DatasetCatalog.get("synthetic_parts_lazy_val")) == 3
+    with open(json_file) as f:
+        assert json.load(f)["info"]["version"] == parts.GENERATOR_VERSION
+
 
 def test_prepare_script(tmp_path, capsys):
     path = os.path.join(os.path.dirname(__file__), "..", "datasets", "prepare_synthetic_parts.py")

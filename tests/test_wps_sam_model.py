@@ -461,7 +461,7 @@ def test_dense_auxiliary_loss_trains_the_prompters_encoder(sam_checkpoint, super
 def test_centre_dense_targets_under_box_supervision(sam_checkpoint):
     model = build(sam_checkpoint, **{"MODEL.WPS_SAM.DENSE_TARGET": "centre"})
     inst = make_input(0)["instances"]
-    labels = model.dense_labels(inst, None)
+    labels = model.dense_targets(inst, None)["dense_labels"]
     side, frame = model.prompter.memory_size, model.image_size
     expected = dense_part_labels(
         inst.gt_classes, side, frame, NUM_CLASSES, points=inst.gt_boxes.get_centers()
@@ -499,3 +499,140 @@ def test_fusion_convs_keep_the_memory_size():
     assert extra == 2 * (256 * 256 * 9 + 256 + 2 * 256)  # conv weight + bias, LayerNorm2d
     out = fused(torch.randn(2, 256, 16, 16))
     assert out["pred_logits"].shape == (2, 25, NUM_CLASSES + 1)
+
+
+def test_fusion_dilations():
+    prompter = QueryPrompter(
+        num_classes=NUM_CLASSES,
+        embedding_size=16,
+        num_downsample_convs=0,
+        num_fusion_convs=3,
+        fusion_dilations=(1, 4, 8),
+    )
+    convs = [m.conv for m in prompter.downsample if hasattr(m, "conv")]
+    assert [c.dilation[0] for c in convs] == [1, 4, 8]
+    assert [c.padding[0] for c in convs] == [1, 4, 8]
+    assert prompter(torch.randn(1, 256, 16, 16))["pred_logits"].shape == (1, 25, NUM_CLASSES + 1)
+    for bad in ((1, 2), (1, 0, 2)):
+        with pytest.raises(ValueError, match="FUSION_DILATIONS"):
+            QueryPrompter(
+                num_classes=NUM_CLASSES, num_fusion_convs=3, fusion_dilations=bad, embedding_size=16
+            )
+
+
+TWO_STAGE = {
+    **ANCHORED,
+    "MODEL.WPS_SAM.DENSE_CLASS_WEIGHT": 2.0,
+    "MODEL.WPS_SAM.QUERY_SELECTION": "memory",
+    "MODEL.WPS_SAM.NUM_DOWNSAMPLE_CONVS": 0,
+    "MODEL.WPS_SAM.ENC_LAYERS": 0,
+}
+
+
+def test_query_selection_needs_anchored_head_and_memory_classes(sam_checkpoint):
+    with pytest.raises(ValueError, match="QUERY_SELECTION"):
+        build(sam_checkpoint, **{**TWO_STAGE, "MODEL.WPS_SAM.QUERY_SELECTION": "top"})
+    with pytest.raises(ValueError, match="DENSE_CLASS_WEIGHT"):
+        build(sam_checkpoint, **{**TWO_STAGE, "MODEL.WPS_SAM.DENSE_CLASS_WEIGHT": 0.0})
+    with pytest.raises(ValueError, match="anchored_box"):
+        build(
+            sam_checkpoint,
+            **{
+                **TWO_STAGE,
+                "MODEL.WPS_SAM.PROMPT_HEAD": "tokens",
+                "MODEL.WPS_SAM.POS_EMBED": "sine",
+            },
+        )
+
+
+def test_select_proposals_sets_overlaps_aside_and_fills_up():
+    prompter = QueryPrompter(
+        num_classes=NUM_CLASSES,
+        num_queries=3,
+        embedding_size=4,
+        num_downsample_convs=0,
+        pos_embed="sam",
+        prompt_head="anchored_box",
+        memory_class_head=True,
+        query_selection="memory",
+        selection_nms_threshold=0.5,
+    )
+    # Cells 0 and 1 propose the same box (1 scores higher), cell 2 another one, cell 3 a third.
+    boxes = torch.tensor(
+        [[[0.3, 0.3, 0.2, 0.2], [0.3, 0.3, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2], [0.2, 0.8, 0.1, 0.1]]]
+    )
+    scores = torch.tensor([[0.8, 0.9, 0.5, 0.1]])
+    assert prompter.select_proposals(scores, boxes).tolist() == [[1, 2, 3]]
+    # Fewer distinct proposals than queries: the best set-aside one fills up.
+    assert prompter.select_proposals(scores[:, :3], boxes[:, :3]).tolist() == [[1, 2, 0]]
+
+
+@pytest.mark.parametrize("supervision", ["box", "point"])
+def test_two_stage_queries_start_at_the_selected_cell_proposals(sam_checkpoint, supervision):
+    model = build(sam_checkpoint, **{**TWO_STAGE, "MODEL.WPS_SAM.SUPERVISION": supervision})
+    prompter = model.prompter
+    embedding = torch.randn(2, 256, 8, 8)
+    model.eval()
+    with torch.no_grad():
+        out = prompter(embedding)
+        memory = prompter.transformer.encode(prompter.downsample(embedding), prompter.pos_embed)
+        proposals = prompter.memory_proposals(memory)
+    index = prompter.select_proposals(proposals["scores"], proposals["boxes"])
+    assert index.shape == (2, prompter.num_queries)
+    assert all(len(set(row.tolist())) == prompter.num_queries for row in index)
+    # Untrained, the box heads predict no correction: each query's box is its cell's proposal,
+    # and each cell proposes a box two cells wide centred on itself.
+    expected = proposals["boxes"].gather(1, index[:, :, None].expand(-1, -1, 4))
+    torch.testing.assert_close(out["pred_boxes"], expected, atol=1e-4, rtol=0)
+    side = prompter.memory_size
+    centres = grid_anchor_boxes(side * side)[:, :2]
+    torch.testing.assert_close(proposals["boxes"][0, :, :2], centres, atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        proposals["boxes"][0, :, 2:], torch.full((side * side, 2), 2.0 / side), atol=1e-4, rtol=0
+    )
+
+    # Training: both dense losses, and the box loss reaches the cells' box head, not SAM.
+    model.train()
+    with EventStorage():
+        losses = model([make_input(0), make_input(1)])
+    assert {"loss_dense_cls", "loss_dense_box"} <= set(losses)
+    assert torch.isfinite(losses["loss_dense_box"]) and losses["loss_dense_box"] > 0
+    losses["loss_dense_box"].backward()
+    assert prompter.memory_box_head[-1].weight.grad.abs().sum() > 0  # (zero-initialised)
+    assert all(p.grad is None for p in model.sam.parameters())
+
+
+@pytest.mark.parametrize("supervision", ["box", "point"])
+def test_dense_box_targets_come_from_the_weak_labels(sam_checkpoint, supervision):
+    model = build(sam_checkpoint, **{**TWO_STAGE, "MODEL.WPS_SAM.SUPERVISION": supervision})
+    inst = make_input(3, num_parts=3)["instances"]
+    targets = model.dense_targets(inst, None)
+    side, frame = model.prompter.memory_size, model.image_size
+    labels, index = dense_part_labels(
+        inst.gt_classes,
+        side,
+        frame,
+        NUM_CLASSES,
+        return_index=True,
+        **(
+            {"boxes": inst.gt_boxes.tensor}
+            if supervision == "box"
+            else {"points": inst.gt_boxes.get_centers()}
+        ),
+    )
+    assert torch.equal(targets["dense_labels"], labels)
+    found = index >= 0
+    assert found.any()
+    assert torch.equal(targets["dense_box_weights"].sum(-1) > 0, found)
+    xyxy = inst.gt_boxes.tensor / frame
+    cxcywh = torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1)
+    got = targets["dense_boxes"][found]
+    want = cxcywh[index[found]]
+    if supervision == "box":
+        torch.testing.assert_close(got, want)
+        assert (targets["dense_box_weights"][found] == 1).all()
+    else:  # only the point (the box centre) is known
+        torch.testing.assert_close(got[:, :2], want[:, :2])
+        assert targets["dense_box_weights"][found].tolist() == [[1.0, 1.0, 0.0, 0.0]] * len(got)
+    # Each labelled cell's index names a part of its own class.
+    assert torch.equal(inst.gt_classes[index[found]], labels[found])

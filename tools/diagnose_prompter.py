@@ -6,8 +6,10 @@ distillation loss does not fall on CPU budgets.
     python tools/diagnose_prompter.py train --iters 600 --input embedding
     python tools/diagnose_prompter.py train --iters 500 --input oracle MODEL.WPS_SAM.ENC_LAYERS 2
     python tools/diagnose_prompter.py train --iters 300 --num-images 8 --lr 2e-4   # overfit
-    # how much part identity the tiny SAM's embeddings carry (linear and 2-conv probes)
+    # how much part identity the tiny SAM's embeddings carry (per-pixel probes trained on the full
+    # masks: linear, 2 convs, dilated convs, attention), for a number of iterations or seconds each
     python tools/diagnose_prompter.py probe --iters 600
+    python tools/diagnose_prompter.py probe --seconds 200
     # how much of the constant prediction's loss a coarse localisation of the corners removes
     python tools/diagnose_prompter.py pe-tolerance
 
@@ -70,7 +72,7 @@ def train(args):
         sum(losses.values()).backward()
         torch.nn.utils.clip_grad_norm_(params, args.clip)
         optimizer.step()
-        for key in ("loss_cls", "loss_prompt", "loss_dense_cls"):
+        for key in ("loss_cls", "loss_prompt", "loss_dense_cls", "loss_dense_box"):
             if key in losses:
                 sums[key] = sums.get(key, 0.0) + float(losses[key].detach())
         if (it + 1) % args.log_period == 0:
@@ -159,16 +161,38 @@ def probe(args):
             torch.nn.GELU(),
             torch.nn.Conv2d(dim, num_labels, 1),
         ),
+        # The main job's context module: five 3x3 convs that together see the whole 16x16 grid.
+        "dilated 3x3 convs (1,2,4,8,1)": torch.nn.Sequential(
+            *[
+                layer
+                for d in (1, 2, 4, 8, 1)
+                for layer in (torch.nn.Conv2d(dim, dim, 3, padding=d, dilation=d), torch.nn.GELU())
+            ],
+            torch.nn.Conv2d(dim, num_labels, 1),
+        ),
+        # The paper's kind of context: attention over all cells (two encoder layers).
+        "two 3x3 convs + 2 attention layers": torch.nn.Sequential(
+            torch.nn.Conv2d(dim, dim, 3, padding=1),
+            torch.nn.GELU(),
+            AttentionOverCells(dim, 2),
+            torch.nn.Conv2d(dim, num_labels, 1),
+        ),
     }
     for name, net in probes.items():
-        optimizer = torch.optim.Adam(net.parameters(), 1e-3)
-        for _ in tqdm(range(args.iters), desc=name):
+        optimizer = torch.optim.Adam(net.parameters(), 1e-3 if name.startswith("linear") else 3e-4)
+        start, iters = time.time(), 0
+        progress = tqdm(total=args.seconds or args.iters, desc=name)
+        while (time.time() - start < args.seconds) if args.seconds else iters < args.iters:
             idx = torch.randint(0, len(x_train), (16,))
             logits = F.interpolate(net(x_train[idx]), size=size, mode="bilinear")
             loss = F.cross_entropy(logits, y_train[idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            iters += 1
+            progress.n = round(time.time() - start) if args.seconds else iters
+            progress.refresh()
+        progress.close()
         with torch.no_grad():
             pred = torch.cat(
                 [
@@ -181,7 +205,23 @@ def probe(args):
             for c in range(num_labels - 1)
             if (y_val == c).any()
         ]
-        print(f"{name}: part mIoU {100 * np.mean(ious):.1f} on {cfg.DATASETS.TEST[0]}")
+        print(
+            f"{name}: part mIoU {100 * np.mean(ious):.1f} on {cfg.DATASETS.TEST[0]} after {iters} "
+            f"iterations ({time.time() - start:.0f} s)"
+        )
+
+
+class AttentionOverCells(torch.nn.Module):
+    """(B, D, H, W) -> (B, D, H, W) through transformer encoder layers over the H*W cells."""
+
+    def __init__(self, dim, num_layers):
+        super().__init__()
+        layer = torch.nn.TransformerEncoderLayer(dim, 8, 2 * dim, dropout=0.0, batch_first=True)
+        self.layers = torch.nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+
+    def forward(self, x):
+        b, d, h, w = x.shape
+        return self.layers(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, d, h, w)
 
 
 def pe_tolerance(args):
@@ -227,6 +267,10 @@ def main():
         p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
         if name in ("train", "probe"):
             p.add_argument("--iters", type=int, default=600)
+        if name == "probe":
+            p.add_argument(
+                "--seconds", type=float, default=0, help="train each probe this long instead"
+            )
         if name == "train":
             p.add_argument("--input", choices=["embedding", "oracle"], default="embedding")
             p.add_argument("--lr", type=float, default=5e-4)

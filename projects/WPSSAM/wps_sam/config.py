@@ -69,6 +69,8 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.WPS_SAM.NUM_DOWNSAMPLE_CONVS = 2
     # Residual 3x3 stride-1 conv blocks after the downsampling (more local fusion at one scale).
     cfg.MODEL.WPS_SAM.NUM_FUSION_CONVS = 0
+    # Dilation of each fusion block (empty: 1 for all; else one value per block).
+    cfg.MODEL.WPS_SAM.FUSION_DILATIONS = []
     # Positional embedding of the prompter's memory: "learned" (zero-initialised), "sine", or
     # "sam" (SAM's frozen Fourier features of the cell centres, the basis of its box prompts).
     cfg.MODEL.WPS_SAM.POS_EMBED = "learned"
@@ -78,6 +80,15 @@ def add_wps_sam_config(cfg):
     # "anchored_box" (each query owns a learned anchor box on a grid, the decoder refines it, and
     # SAM's frozen prompt encoder turns the box into the tokens; needs POS_EMBED "sam").
     cfg.MODEL.WPS_SAM.PROMPT_HEAD = "tokens"
+    # Where anchored queries start: "learned" (one learned anchor box per query, on a grid) or
+    # "memory" (two-stage: each memory cell proposes a class and a box, the best S proposals after
+    # box NMS become the anchors; needs PROMPT_HEAD "anchored_box" and DENSE_CLASS_WEIGHT > 0).
+    cfg.MODEL.WPS_SAM.QUERY_SELECTION = "learned"
+    # IoU above which a lower-scoring cell proposal is set aside when selecting the queries.
+    cfg.MODEL.WPS_SAM.SELECTION_NMS_THRESHOLD = 0.5
+    # Weight of the L1 loss of the cells' proposed boxes against the weak label's box (box
+    # supervision) or point (point supervision: centres only); used by QUERY_SELECTION "memory".
+    cfg.MODEL.WPS_SAM.DENSE_BOX_WEIGHT = 5.0
     # Hidden width of the prompt head MLP.
     cfg.MODEL.WPS_SAM.PROMPT_HEAD_HIDDEN_DIM = 512
     # Prompt tokens emitted per query (SAM encodes a box as 2 corner tokens).

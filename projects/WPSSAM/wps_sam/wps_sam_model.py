@@ -150,6 +150,7 @@ class WPSSAM(nn.Module):
                 prompt_weight=w.PROMPT_WEIGHT,
                 no_object_weight=w.NO_OBJECT_WEIGHT,
                 dense_class_weight=w.DENSE_CLASS_WEIGHT,
+                dense_box_weight=w.DENSE_BOX_WEIGHT if w.QUERY_SELECTION == "memory" else 0.0,
             ),
             "num_classes": w.NUM_CLASSES,
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
@@ -262,12 +263,18 @@ class WPSSAM(nn.Module):
             prompts = self.teacher(inst.gt_boxes.tensor, points)
             target = {"labels": inst.gt_classes.long(), "prompts": prompts}
             if self.criterion.dense_class_weight > 0:
-                target["dense_labels"] = self.dense_labels(inst, points)
+                target.update(self.dense_targets(inst, points))
             targets.append(target)
         return targets
 
-    def dense_labels(self, inst: Instances, points: Optional[Tensor]) -> Tensor:
-        """(M, M) targets of the dense auxiliary loss from the weak label of the supervision."""
+    def dense_targets(self, inst: Instances, points: Optional[Tensor]) -> Dict[str, Tensor]:
+        """Targets of the dense auxiliary losses, from the weak label of the supervision only.
+
+        Returns "dense_labels" (M, M) (see :func:`dense_part_labels`) and, for two-stage query
+        selection, "dense_boxes" (M, M, 4): the normalised (cx, cy, w, h) box of the part that
+        labels each cell, with "dense_box_weights" (M, M, 4) marking the supervised coordinates
+        (all four under box supervision, the centre only under point supervision).
+        """
         if self.teacher.supervision == "box" and self.dense_target == "weak_label":
             weak = {"boxes": inst.gt_boxes.tensor}
         else:
@@ -275,9 +282,30 @@ class WPSSAM(nn.Module):
             if self.teacher.supervision == "box" or points is None:
                 points = inst.gt_boxes.get_centers()
             weak = {"points": points}
-        return dense_part_labels(
-            inst.gt_classes, self.prompter.memory_size, self.image_size, self.num_classes, **weak
+        labels, index = dense_part_labels(
+            inst.gt_classes,
+            self.prompter.memory_size,
+            self.image_size,
+            self.num_classes,
+            return_index=True,
+            **weak,
         )
+        targets = {"dense_labels": labels}
+        if self.criterion.dense_box_weight > 0:
+            if self.teacher.supervision == "box":
+                boxes = box_convert(inst.gt_boxes.tensor.float(), "xyxy", "cxcywh")
+                coords = torch.ones(4, device=boxes.device)
+            else:
+                centres = points if points is not None else inst.gt_boxes.get_centers()
+                boxes = F.pad(centres.float(), (0, 2))
+                coords = torch.tensor([1.0, 1.0, 0.0, 0.0], device=boxes.device)
+            boxes = boxes / self.image_size
+            found = index >= 0
+            dense = boxes.new_zeros((*index.shape, 4))
+            dense[found] = boxes[index[found]]
+            targets["dense_boxes"] = dense
+            targets["dense_box_weights"] = found[..., None].float() * coords
+        return targets
 
     def run_prompter(self, embeddings: Tensor) -> Dict[str, Tensor]:
         """The prompter's outputs (see :meth:`QueryPrompter.forward`), each with "pred_prompts".

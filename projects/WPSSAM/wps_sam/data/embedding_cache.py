@@ -85,7 +85,8 @@ def build_embedding_cache(
         rebuild_stale: when the cache was made by another SAM (architecture or checkpoint),
             delete its embeddings (with a warning) and rebuild it, instead of raising.
     Returns:
-        counts {"written", "present"}: images encoded now, images already cached.
+        counts {"written", "present", "stale"}: images encoded now, images already cached, and
+        cached images re-encoded because the image file is newer than its embedding.
     """
     cache_dir = cache_dir or cfg.INPUT.EMBEDDING_CACHE_DIR
     if not cache_dir:
@@ -95,14 +96,23 @@ def build_embedding_cache(
     mapper = WPSSAMDatasetMapper(cfg, is_train=True)
     mapper.embedding_cache_dir = ""  # read images, never the cache being written
     todo = []
-    counts = {"written": 0, "present": 0}
+    counts = {"written": 0, "present": 0, "stale": 0}
     for name in dataset_names:
         for d in DatasetCatalog.get(name):
             path = embedding_cache_path(cache_dir, d["file_name"])
-            if os.path.exists(path):
-                counts["present"] += 1
-            else:
+            if not os.path.exists(path):
                 todo.append((d, path))
+            elif os.path.getmtime(path) < os.path.getmtime(d["file_name"]):
+                # The image was rewritten after it was encoded (a regenerated dataset).
+                counts["stale"] += 1
+                todo.append((d, path))
+            else:
+                counts["present"] += 1
+    if counts["stale"]:
+        logger.warning(
+            f"Embedding cache {cache_dir}: {counts['stale']} images are newer than their cached "
+            "embeddings; re-encoding them."
+        )
     was_training = model.training
     model.eval()
     for start in tqdm(

@@ -19,7 +19,8 @@ def dense_part_labels(
     num_classes: int,
     boxes: Optional[Tensor] = None,
     points: Optional[Tensor] = None,
-) -> Tensor:
+    return_index: bool = False,
+):
     """Per-cell class targets on a ``side`` x ``side`` grid over the square input frame.
 
     Args:
@@ -31,20 +32,25 @@ def dense_part_labels(
             "no part".
         points: (N, 2) xy part points (point supervision, used when ``boxes`` is None): a cell
             holding a point takes its class; the others are unknown (``IGNORE_LABEL``).
+        return_index: also return which part labels each cell.
     Returns:
-        (side, side) int64 labels in [0, num_classes] or ``IGNORE_LABEL``.
+        (side, side) int64 labels in [0, num_classes] or ``IGNORE_LABEL``; with ``return_index``
+        also (side, side) int64: the index of the part (box or point) each cell's label comes
+        from, -1 where none.
     """
     device = classes.device
     if boxes is None and points is None:
         raise ValueError("dense_part_labels needs boxes or points")
+    index = torch.full((side, side), -1, dtype=torch.int64, device=device)
     if boxes is None:
         labels = torch.full((side, side), IGNORE_LABEL, dtype=torch.int64, device=device)
         cells = (points.float() * side / frame_size).long().clamp(0, side - 1)
         labels[cells[:, 1], cells[:, 0]] = classes.long()
-        return labels
+        index[cells[:, 1], cells[:, 0]] = torch.arange(len(classes), device=device)
+        return (labels, index) if return_index else labels
     labels = torch.full((side, side), num_classes, dtype=torch.int64, device=device)
     if len(classes) == 0:
-        return labels
+        return (labels, index) if return_index else labels
     centres = (torch.arange(side, device=device, dtype=torch.float32) + 0.5) * frame_size / side
     boxes = boxes.float()
     inside_x = (centres[None] >= boxes[:, 0:1]) & (centres[None] < boxes[:, 2:3])  # N, side
@@ -56,6 +62,7 @@ def dense_part_labels(
     best_cost, best = cost.min(dim=0)
     covered = torch.isfinite(best_cost)
     labels[covered] = classes.long()[best[covered]]
+    index[covered] = best[covered]
     # Parts smaller than a cell would otherwise only teach "no part" where they are.
     small = ~inside.flatten(1).any(dim=1)
     if small.any():
@@ -63,7 +70,8 @@ def dense_part_labels(
         cells = (centre_xy * side / frame_size).long().clamp(0, side - 1)
         free = ~covered[cells[:, 1], cells[:, 0]]
         labels[cells[free, 1], cells[free, 0]] = classes.long()[small][free]
-    return labels
+        index[cells[free, 1], cells[free, 0]] = small.nonzero()[:, 0][free]
+    return (labels, index) if return_index else labels
 
 
 class SetCriterion(nn.Module):
@@ -83,6 +91,10 @@ class SetCriterion(nn.Module):
     With ``dense_class_weight`` > 0 and "memory_logits" in the outputs, ``loss_dense_cls`` adds
     ``dense_class_weight`` times the cross-entropy of every memory cell against the targets'
     "dense_labels" (see :func:`dense_part_labels`; cells with ``IGNORE_LABEL`` do not count).
+
+    With ``dense_box_weight`` > 0 and "memory_boxes" in the outputs (two-stage query selection),
+    ``loss_dense_box`` adds ``dense_box_weight`` times the L1 distance of the cells' proposed
+    boxes to the targets' "dense_boxes", over the coordinates that "dense_box_weights" marks.
     """
 
     def __init__(
@@ -93,9 +105,11 @@ class SetCriterion(nn.Module):
         prompt_weight: float = 20.0,
         no_object_weight: float = 1.0,
         dense_class_weight: float = 0.0,
+        dense_box_weight: float = 0.0,
     ):
         super().__init__()
         self.dense_class_weight = dense_class_weight
+        self.dense_box_weight = dense_box_weight
         self.num_classes = num_classes
         self.matcher = matcher
         self.class_weight = class_weight
@@ -127,6 +141,18 @@ class SetCriterion(nn.Module):
             total = total + per_query.sum() / s
         return total / b
 
+    def loss_dense_boxes(self, boxes: Tensor, targets) -> Tensor:
+        """Mean L1 over the supervised coordinates of (B, 4, M, M) proposed boxes."""
+        if "dense_boxes" not in targets[0]:
+            raise KeyError(
+                "the dense box loss needs the targets' 'dense_boxes' and 'dense_box_weights' "
+                "(WPSSAM provides them with MODEL.WPS_SAM.QUERY_SELECTION 'memory')"
+            )
+        target = torch.stack([t["dense_boxes"] for t in targets]).permute(0, 3, 1, 2)
+        weights = torch.stack([t["dense_box_weights"] for t in targets]).permute(0, 3, 1, 2)
+        l1 = (boxes - target.to(boxes.dtype)).abs() * weights
+        return l1.sum() / weights.sum().clamp(min=1.0)
+
     def forward(
         self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]
     ) -> Tuple[Dict[str, Tensor], List[Tuple[Tensor, Tensor]]]:
@@ -153,6 +179,10 @@ class SetCriterion(nn.Module):
             ce = F.cross_entropy(outputs["memory_logits"], dense, ignore_index=IGNORE_LABEL)
             # A batch whose cells are all unknown (points on nothing) gives NaN: count it as 0.
             losses["loss_dense_cls"] = self.dense_class_weight * torch.nan_to_num(ce)
+        if self.dense_box_weight > 0 and "memory_boxes" in outputs:
+            losses["loss_dense_box"] = self.dense_box_weight * self.loss_dense_boxes(
+                outputs["memory_boxes"], targets
+            )
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
             aux_losses, _ = self._weighted_losses(aux, targets)
             losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})

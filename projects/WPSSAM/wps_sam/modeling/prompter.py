@@ -1,12 +1,13 @@
 """The query-based student prompter of WPS-SAM (paper Sec. 3.2, Fig. 4b)."""
 
 import math
-from typing import Dict
+from typing import Dict, Optional, Sequence
 
 import torch
 from detectron2.config import configurable
 from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
+from torchvision.ops import box_convert, nms
 
 from .transformer import PrompterTransformer
 
@@ -20,6 +21,7 @@ __all__ = [
 
 POS_EMBEDS = ("learned", "sine", "sam")
 PROMPT_HEADS = ("tokens", "anchored_box")
+QUERY_SELECTIONS = ("learned", "memory")
 
 
 def sine_position_embedding(dim: int, height: int, width: int) -> Tensor:
@@ -49,11 +51,17 @@ def grid_anchor_boxes(num_anchors: int) -> Tensor:
 
 
 class FusionConvBlock(nn.Module):
-    """x + GELU(LayerNorm2d(conv3x3(x))): local context at constant resolution, (B, D, H, W)."""
+    """x + GELU(LayerNorm2d(conv3x3(x))): local context at constant resolution, (B, D, H, W).
 
-    def __init__(self, channels: int):
+    ``dilation`` > 1 widens the 3x3 kernel's reach (a stack with dilations 1, 2, 4, 8 sees the
+    whole 16x16 grid of the tiny SAM), far cheaper on a CPU than attention over the cells.
+    """
+
+    def __init__(self, channels: int, dilation: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv = nn.Conv2d(
+            channels, channels, kernel_size=3, padding=dilation, dilation=dilation
+        )
         self.norm = LayerNorm2d(channels)
         self.act = nn.GELU()
 
@@ -77,6 +85,10 @@ class QueryPrompter(nn.Module):
     anchor ("pred_boxes"). The caller turns the boxes into prompt tokens with SAM's frozen prompt
     encoder (``WPSSAM`` does), so the tokens stay on the teacher's manifold and the distillation
     loss and matching are unchanged.
+
+    ``query_selection="memory"`` makes the anchored head two-stage (Deformable DETR, DINO): every
+    memory cell proposes a part class and a box, and the best S proposals after box NMS give the
+    queries their anchors and initial content, so queries start on the parts instead of on a grid.
     """
 
     @configurable
@@ -96,6 +108,7 @@ class QueryPrompter(nn.Module):
         pre_norm: bool = False,
         num_downsample_convs: int = 2,
         num_fusion_convs: int = 0,
+        fusion_dilations: Sequence[int] = (),
         pos_embed: str = "learned",
         prompt_head_hidden_dim: int = 512,
         num_prompt_tokens: int = 2,
@@ -104,6 +117,8 @@ class QueryPrompter(nn.Module):
         pos_in_memory: bool = False,
         prompt_head: str = "tokens",
         memory_class_head: bool = False,
+        query_selection: str = "learned",
+        selection_nms_threshold: float = 0.5,
     ):
         """
         Args:
@@ -114,6 +129,7 @@ class QueryPrompter(nn.Module):
             num_downsample_convs: stride-2 convolutions; the memory is embedding_size / 2**n.
             num_fusion_convs: residual 3x3 stride-1 convolution blocks after them (local context
                 for embeddings too small to downsample, such as the tiny SAM's 16x16).
+            fusion_dilations: dilation of each fusion block (empty: all 1; else one per block).
             pos_embed: "learned" (zero-initialised parameter, as the authors), "sine", or "sam":
                 SAM's frozen random-Fourier encoding of the memory cell centres, the basis in which
                 SAM's prompt encoder writes box corners (set by :meth:`use_sam_position_encoding`).
@@ -126,6 +142,13 @@ class QueryPrompter(nn.Module):
                 ``pos_embed="sam"``).
             memory_class_head: in training, also classify every cell of the encoder memory
                 ("memory_logits"), for the criterion's dense auxiliary loss from the weak labels.
+            query_selection: where the anchored queries start. "learned": one learned anchor box
+                per query on a grid. "memory" (two-stage, as Deformable DETR / DINO): every memory
+                cell proposes a part class and a box ("memory_logits", "memory_boxes"); the S
+                best-scoring proposals left after box NMS become the queries' anchors, and the
+                cells' features their initial content. Needs the anchored head and the memory
+                class head.
+            selection_nms_threshold: IoU above which a lower-scoring proposal is set aside.
         """
         super().__init__()
         if pos_embed not in POS_EMBEDS:
@@ -140,6 +163,18 @@ class QueryPrompter(nn.Module):
         if prompt_head not in PROMPT_HEADS:
             raise ValueError(
                 f"MODEL.WPS_SAM.PROMPT_HEAD must be one of {PROMPT_HEADS}, not {prompt_head!r}"
+            )
+        if query_selection not in QUERY_SELECTIONS:
+            raise ValueError(
+                f"MODEL.WPS_SAM.QUERY_SELECTION must be one of {QUERY_SELECTIONS}, "
+                f"not {query_selection!r}"
+            )
+        if query_selection == "memory" and (prompt_head != "anchored_box" or not memory_class_head):
+            raise ValueError(
+                "MODEL.WPS_SAM.QUERY_SELECTION 'memory' needs PROMPT_HEAD 'anchored_box' and the "
+                "memory class head (MODEL.WPS_SAM.DENSE_CLASS_WEIGHT > 0), which trains the cells' "
+                f"part scores; got PROMPT_HEAD {prompt_head!r}, memory class head "
+                f"{memory_class_head}"
             )
         if prompt_head == "anchored_box" and pos_embed != "sam":
             raise ValueError(
@@ -157,7 +192,13 @@ class QueryPrompter(nn.Module):
             channels = hidden_dim
         if channels != hidden_dim:  # no downsampling: still project to the transformer width
             layers.append(nn.Conv2d(channels, hidden_dim, kernel_size=1))
-        layers += [FusionConvBlock(hidden_dim) for _ in range(num_fusion_convs)]
+        fusion_dilations = list(fusion_dilations) or [1] * num_fusion_convs
+        if len(fusion_dilations) != num_fusion_convs or min(fusion_dilations, default=1) < 1:
+            raise ValueError(
+                f"MODEL.WPS_SAM.FUSION_DILATIONS must be empty or hold one dilation >= 1 per "
+                f"fusion conv (NUM_FUSION_CONVS {num_fusion_convs}), got {fusion_dilations}"
+            )
+        layers += [FusionConvBlock(hidden_dim, d) for d in fusion_dilations]
         self.downsample = nn.Sequential(*layers)
         side = embedding_size
         for _ in range(num_downsample_convs):
@@ -207,6 +248,29 @@ class QueryPrompter(nn.Module):
         self.memory_class_head = (
             nn.Linear(hidden_dim, num_classes + 1) if memory_class_head else None
         )
+        self.query_selection = query_selection
+        self.selection_nms_threshold = selection_nms_threshold
+        if query_selection == "memory":
+            if num_queries > side * side:
+                raise ValueError(
+                    f"MODEL.WPS_SAM.QUERY_SELECTION 'memory' picks the queries among the "
+                    f"{side}x{side} memory cells: NUM_QUERIES ({num_queries}) cannot exceed "
+                    f"{side * side}"
+                )
+            # Each cell proposes a box as a correction of a box centred on it, two cells wide.
+            cells = grid_anchor_boxes(side * side)
+            cells[:, 2:] = 2.0 / side
+            self.register_buffer("cell_anchor_logits", torch.logit(cells.clamp(1e-4, 1 - 1e-4)))
+            self.memory_box_head = nn.Sequential(
+                nn.Linear(hidden_dim, hidden_dim),
+                nn.GELU(),
+                nn.Linear(hidden_dim, 4),
+            )
+            nn.init.zeros_(self.memory_box_head[-1].weight)
+            nn.init.zeros_(self.memory_box_head[-1].bias)
+            self.query_content = nn.Sequential(
+                nn.Linear(hidden_dim, hidden_dim), nn.LayerNorm(hidden_dim)
+            )
         self._sam_pe_layer = ()  # (SAM's PositionEmbeddingRandom,), kept out of the state dict
         self.num_classes = num_classes
         self.num_queries = num_queries
@@ -231,6 +295,7 @@ class QueryPrompter(nn.Module):
             "pre_norm": w.PRE_NORM,
             "num_downsample_convs": w.NUM_DOWNSAMPLE_CONVS,
             "num_fusion_convs": w.NUM_FUSION_CONVS,
+            "fusion_dilations": w.FUSION_DILATIONS,
             "pos_embed": w.POS_EMBED,
             "prompt_head_hidden_dim": w.PROMPT_HEAD_HIDDEN_DIM,
             "num_prompt_tokens": w.NUM_PROMPT_TOKENS,
@@ -239,6 +304,8 @@ class QueryPrompter(nn.Module):
             "pos_in_memory": w.POS_IN_MEMORY,
             "prompt_head": w.PROMPT_HEAD,
             "memory_class_head": w.DENSE_CLASS_WEIGHT > 0,
+            "query_selection": w.QUERY_SELECTION,
+            "selection_nms_threshold": w.SELECTION_NMS_THRESHOLD,
         }
 
     @torch.no_grad()
@@ -252,10 +319,40 @@ class QueryPrompter(nn.Module):
         self.pos_embed.copy_(pe.unsqueeze(0))
         self._sam_pe_layer = (pe_layer,)
 
-    def anchor_position_embedding(self) -> Tensor:
-        """(S, hidden_dim): SAM's Fourier encoding of the anchor centres (anchored_box head)."""
-        centres = self.anchor_logits[:, :2].sigmoid()[None]  # 1, S, 2 normalised xy
-        return self._sam_pe_layer[0].forward_with_coords(centres, (1, 1))[0].to(centres.dtype)
+    def anchor_position_embedding(self, anchor_logits: Optional[Tensor] = None) -> Tensor:
+        """(S, hidden_dim), or (B, S, hidden_dim) for (B, S, 4) ``anchor_logits``: SAM's Fourier
+        encoding of the anchor centres (anchored_box head); default: the learned anchors."""
+        if anchor_logits is None:
+            anchor_logits = self.anchor_logits
+        centres = anchor_logits[..., :2].sigmoid()
+        batched = centres.dim() == 3
+        if not batched:
+            centres = centres[None]  # 1, S, 2 normalised xy
+        pe = self._sam_pe_layer[0].forward_with_coords(centres, (1, 1)).to(centres.dtype)
+        return pe if batched else pe[0]
+
+    @torch.no_grad()
+    def select_proposals(self, scores: Tensor, boxes: Tensor) -> Tensor:
+        """(B, S) indices of the cells whose proposals become the queries' anchors.
+
+        Per image: the proposals by decreasing part score, those overlapping a better one by more
+        than ``selection_nms_threshold`` IoU set aside (box NMS, so that each part gets its own
+        query), the best S kept; if fewer than S survive, the best set-aside ones fill up.
+
+        Args:
+            scores: (B, N) part score of each cell (best part-class probability).
+            boxes: (B, N, 4) normalised (cx, cy, w, h) proposals.
+        """
+        selected = []
+        for image_scores, image_boxes in zip(scores, boxes):
+            xyxy = box_convert(image_boxes.float(), "cxcywh", "xyxy")
+            kept = nms(xyxy, image_scores.float(), self.selection_nms_threshold)
+            rest = torch.ones_like(image_scores, dtype=torch.bool)
+            rest[kept] = False
+            others = rest.nonzero()[:, 0]
+            others = others[image_scores[others].argsort(descending=True)]
+            selected.append(torch.cat([kept, others])[: self.num_queries])
+        return torch.stack(selected)
 
     def forward(self, image_embeddings: Tensor) -> Dict[str, Tensor]:
         """
@@ -279,11 +376,21 @@ class QueryPrompter(nn.Module):
         if self.pos_in_memory:
             src = src + self.pos_embed
         with_aux = self.deep_supervision and self.training
-        query_pos = self.query_embed.weight
-        if self.prompt_head_type == "anchored_box":
-            query_pos = query_pos + self.anchor_position_embedding()
         memory = self.transformer.encode(src, self.pos_embed)
-        hs = self.transformer.decode(memory, self.pos_embed, query_pos, with_aux)
+        query_pos, tgt, proposals = self.query_embed.weight, None, {}
+        anchor_logits = getattr(self, "anchor_logits", None)
+        if self.query_selection == "memory":
+            proposals = self.memory_proposals(memory)
+            index = self.select_proposals(proposals["scores"], proposals["boxes"])
+            gather = index[:, :, None]
+            boxes = proposals["boxes"].detach().gather(1, gather.expand(-1, -1, 4))
+            anchor_logits = torch.logit(boxes.clamp(1e-4, 1 - 1e-4))  # B, S, 4
+            cells = memory.gather(1, gather.expand(-1, -1, memory.shape[-1]))
+            tgt = self.query_content(cells)
+            query_pos = query_pos + self.anchor_position_embedding(anchor_logits)
+        elif self.prompt_head_type == "anchored_box":
+            query_pos = query_pos + self.anchor_position_embedding()
+        hs = self.transformer.decode(memory, self.pos_embed, query_pos, with_aux, tgt)
         if not with_aux:
             hs = hs[None]
         layers, b, s, _ = hs.shape
@@ -293,7 +400,7 @@ class QueryPrompter(nn.Module):
                 layers, b, s, self.num_prompt_tokens, self.prompt_embed_dim
             )
         else:
-            per_layer["pred_boxes"] = (self.anchor_logits + self.box_head(hs)).sigmoid()
+            per_layer["pred_boxes"] = (anchor_logits + self.box_head(hs)).sigmoid()
         outputs = {k: v[-1] for k, v in per_layer.items()}
         if with_aux:
             outputs["aux_outputs"] = [
@@ -301,7 +408,26 @@ class QueryPrompter(nn.Module):
             ]
         if self.memory_class_head is not None and self.training:
             side = self.memory_size
-            outputs["memory_logits"] = (
-                self.memory_class_head(memory).transpose(1, 2).reshape(b, -1, side, side)
-            )
+            logits = proposals.get("logits")
+            if logits is None:
+                logits = self.memory_class_head(memory)
+            outputs["memory_logits"] = logits.transpose(1, 2).reshape(b, -1, side, side)
+            if "boxes" in proposals:
+                outputs["memory_boxes"] = (
+                    proposals["boxes"].transpose(1, 2).reshape(b, 4, side, side)
+                )
         return outputs
+
+    def memory_proposals(self, memory: Tensor) -> Dict[str, Tensor]:
+        """Every memory cell's proposal (query_selection "memory").
+
+        Args:
+            memory: (B, N, D) encoder memory (N = M * M cells in raster order).
+        Returns:
+            dict with "logits" (B, N, C + 1) class logits, "scores" (B, N) the best part-class
+            probability, "boxes" (B, N, 4) normalised (cx, cy, w, h) boxes.
+        """
+        logits = self.memory_class_head(memory)
+        scores = logits.detach().softmax(-1)[..., : self.num_classes].max(-1).values
+        boxes = (self.cell_anchor_logits + self.memory_box_head(memory)).sigmoid()
+        return {"logits": logits, "scores": scores, "boxes": boxes}

@@ -135,13 +135,24 @@ class PrompterTransformer(nn.Module):
         return self.encoder_norm(memory)
 
     def decode(
-        self, memory: Tensor, pos: Tensor, query_pos: Tensor, return_intermediate: bool = False
+        self,
+        memory: Tensor,
+        pos: Tensor,
+        query_pos: Tensor,
+        return_intermediate: bool = False,
+        tgt: Optional[Tensor] = None,
     ) -> Tensor:
-        """(B, HW, C) memory -> decoder output, as :meth:`forward` returns it."""
+        """(B, HW, C) memory -> decoder output, as :meth:`forward` returns it.
+
+        ``query_pos`` may also be per image, (B, S, C); ``tgt`` (B, S, C) is the queries' initial
+        content (DETR: zeros, the default).
+        """
         b = memory.shape[0]
         pos = pos.flatten(2).transpose(1, 2).expand(b, -1, -1)
-        query_pos = query_pos.unsqueeze(0).expand(b, -1, -1)
-        tgt = torch.zeros_like(query_pos)
+        if query_pos.dim() == 2:
+            query_pos = query_pos.unsqueeze(0).expand(b, -1, -1)
+        if tgt is None:
+            tgt = torch.zeros_like(query_pos)
         intermediate = []
         for layer in self.decoder_layers:
             tgt = layer(tgt, memory, pos, query_pos)

@@ -61,12 +61,22 @@ def _generate_if_missing(root, split):
             generate_synthetic_parts(root, split, seed=DEFAULT_SEED)
             return
         with open(json_file) as f:
-            version = json.load(f).get("info", {}).get("version")
+            info = json.load(f).get("info", {})
+        version = info.get("version")
         if version != GENERATOR_VERSION:
+            # Derived data that this code would draw differently: scores on it would not be the
+            # benchmark's. Redraw it with the settings it was made with.
             logger.warning(
                 f"synthetic_parts_{split}: {json_file} was written by generator version {version}, "
-                f"the code is version {GENERATOR_VERSION}; using it as is. Regenerate it with "
-                f"`python datasets/prepare_synthetic_parts.py --root {root} --overwrite`."
+                f"the code is version {GENERATOR_VERSION}: regenerating the split (seed "
+                f"{info.get('seed', DEFAULT_SEED)}, {info.get('num_images')} images)."
+            )
+            generate_synthetic_parts(
+                root,
+                split,
+                num_images=info.get("num_images", DEFAULT_SPLIT_SIZES[split]),
+                image_size=info.get("image_size", DEFAULT_IMAGE_SIZE),
+                seed=info.get("seed", DEFAULT_SEED),
             )
 
     return before_load
