@@ -9,7 +9,7 @@ distillation loss does not fall on CPU budgets.
     # how much part identity the tiny SAM's embeddings carry (per-pixel probes trained on the full
     # masks: linear, 2 convs, dilated convs, attention), for a number of iterations or seconds each
     python tools/diagnose_prompter.py probe --iters 600
-    python tools/diagnose_prompter.py probe --seconds 200
+    python tools/diagnose_prompter.py probe --seconds 200 --probes 2,3
     # how much of the constant prediction's loss a coarse localisation of the corners removes
     python tools/diagnose_prompter.py pe-tolerance
 
@@ -178,6 +178,9 @@ def probe(args):
             torch.nn.Conv2d(dim, num_labels, 1),
         ),
     }
+    if args.probes:
+        chosen = [list(probes)[int(i)] for i in args.probes.split(",")]
+        probes = {name: probes[name] for name in chosen}
     for name, net in probes.items():
         optimizer = torch.optim.Adam(net.parameters(), 1e-3 if name.startswith("linear") else 3e-4)
         start, iters = time.time(), 0
@@ -270,6 +273,12 @@ def main():
         if name == "probe":
             p.add_argument(
                 "--seconds", type=float, default=0, help="train each probe this long instead"
+            )
+            p.add_argument(
+                "--probes",
+                default="",
+                help="indices of the probes to run, e.g. 2,3 (0 linear, 1 two convs, 2 dilated "
+                "convs, 3 convs + attention; default all)",
             )
         if name == "train":
             p.add_argument("--input", choices=["embedding", "oracle"], default="embedding")
