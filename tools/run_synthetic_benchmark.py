@@ -5,7 +5,7 @@ Prepares what is missing (synthetic part dataset, the project's tiny SAM, the ca
 embeddings), then runs ``tools/train_net.py`` for each benchmark row, evaluates on
 ``synthetic_parts_val``, saves overlays of a few validation images and prints the results table.
 
-    python tools/run_synthetic_benchmark.py                 # main rows (~7.5 min on 2 CPU cores)
+    python tools/run_synthetic_benchmark.py                 # main rows (10-13 min on 2 CPU cores)
     python tools/run_synthetic_benchmark.py --rows table    # + GT points, points, 50 queries
     python tools/run_synthetic_benchmark.py --rows all      # + earlier recipes (paper head, ...)
     python tools/run_synthetic_benchmark.py --rows wps_sam_box --quick   # smoke run (tests)
@@ -101,8 +101,8 @@ ROWS = {
         "WPS-SAM, box sup., anchored head + dense loss, 8 ep.",
     ),
 }
-# The paper-head row ("wps_sam_box") segments nothing after 4 CPU epochs (README, "Status"); the
-# main job trains the recipe that learns most within its 15-minute budget.
+# The paper-head row ("wps_sam_box") segments nothing after 4 CPU epochs (README, synthetic
+# benchmark); the main job trains the recipe that learns most within its 15-minute budget.
 MAIN_ROWS = ["untrained_twostage", "sam_gt_box", "wps_sam_box_twostage"]
 # The rows of the README's table on the current dataset (the others are earlier recipes).
 TABLE_ROWS = MAIN_ROWS + ["sam_gt_point", "wps_sam_point_twostage", "wps_sam_box_q50_twostage"]
