@@ -18,7 +18,7 @@ from detectron2.utils.events import EventStorage
 
 from wps_sam import add_wps_sam_config
 from wps_sam.modeling import HungarianMatcher, QueryPrompter, SetCriterion, build_sam
-from wps_sam.modeling.criterion import IGNORE_LABEL, dense_part_labels
+from wps_sam.modeling.criterion import IGNORE_LABEL, dense_part_assignment, dense_part_labels
 from wps_sam.modeling.prompter import grid_anchor_boxes
 from wps_sam.modeling.sam_builder import SamCheckpointError, sam_architecture_from_cfg
 from wps_sam.solver import build_wps_sam_optimizer, resolve_epoch_schedule
@@ -608,12 +608,11 @@ def test_dense_box_targets_come_from_the_weak_labels(sam_checkpoint, supervision
     inst = make_input(3, num_parts=3)["instances"]
     targets = model.dense_targets(inst, None)
     side, frame = model.prompter.memory_size, model.image_size
-    labels, index = dense_part_labels(
+    labels, index = dense_part_assignment(
         inst.gt_classes,
         side,
         frame,
         NUM_CLASSES,
-        return_index=True,
         **(
             {"boxes": inst.gt_boxes.tensor}
             if supervision == "box"

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops import box_convert
 
-from .modeling.criterion import SetCriterion, dense_part_labels
+from .modeling.criterion import SetCriterion, dense_part_assignment
 from .modeling.matcher import HungarianMatcher
 from .modeling.prompter import QueryPrompter
 from .modeling.sam_builder import build_sam_from_cfg
@@ -282,22 +282,16 @@ class WPSSAM(nn.Module):
             if self.teacher.supervision == "box" or points is None:
                 points = inst.gt_boxes.get_centers()
             weak = {"points": points}
-        labels, index = dense_part_labels(
-            inst.gt_classes,
-            self.prompter.memory_size,
-            self.image_size,
-            self.num_classes,
-            return_index=True,
-            **weak,
+        labels, index = dense_part_assignment(
+            inst.gt_classes, self.prompter.memory_size, self.image_size, self.num_classes, **weak
         )
         targets = {"dense_labels": labels}
         if self.criterion.dense_box_weight > 0:
             if self.teacher.supervision == "box":
                 boxes = box_convert(inst.gt_boxes.tensor.float(), "xyxy", "cxcywh")
                 coords = torch.ones(4, device=boxes.device)
-            else:
-                centres = points if points is not None else inst.gt_boxes.get_centers()
-                boxes = F.pad(centres.float(), (0, 2))
+            else:  # point supervision: ``points`` was resolved above
+                boxes = F.pad(points.float(), (0, 2))
                 coords = torch.tensor([1.0, 1.0, 0.0, 0.0], device=boxes.device)
             boxes = boxes / self.image_size
             found = index >= 0

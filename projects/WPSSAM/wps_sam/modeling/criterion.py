@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["SetCriterion", "dense_part_labels", "IGNORE_LABEL"]
+__all__ = ["SetCriterion", "dense_part_assignment", "dense_part_labels", "IGNORE_LABEL"]
 
 IGNORE_LABEL = -100  # F.cross_entropy's default ignore_index
 
@@ -19,8 +19,19 @@ def dense_part_labels(
     num_classes: int,
     boxes: Optional[Tensor] = None,
     points: Optional[Tensor] = None,
-    return_index: bool = False,
-):
+) -> Tensor:
+    """(side, side) per-cell class targets: the labels of :func:`dense_part_assignment`."""
+    return dense_part_assignment(classes, side, frame_size, num_classes, boxes, points)[0]
+
+
+def dense_part_assignment(
+    classes: Tensor,
+    side: int,
+    frame_size: int,
+    num_classes: int,
+    boxes: Optional[Tensor] = None,
+    points: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor]:
     """Per-cell class targets on a ``side`` x ``side`` grid over the square input frame.
 
     Args:
@@ -32,25 +43,24 @@ def dense_part_labels(
             "no part".
         points: (N, 2) xy part points (point supervision, used when ``boxes`` is None): a cell
             holding a point takes its class; the others are unknown (``IGNORE_LABEL``).
-        return_index: also return which part labels each cell.
     Returns:
-        (side, side) int64 labels in [0, num_classes] or ``IGNORE_LABEL``; with ``return_index``
-        also (side, side) int64: the index of the part (box or point) each cell's label comes
-        from, -1 where none.
+        labels: (side, side) int64 in [0, num_classes] or ``IGNORE_LABEL``;
+        index: (side, side) int64, the part (box or point) each cell's label comes from, -1 where
+            none.
     """
     device = classes.device
     if boxes is None and points is None:
-        raise ValueError("dense_part_labels needs boxes or points")
+        raise ValueError("dense_part_assignment needs boxes or points")
     index = torch.full((side, side), -1, dtype=torch.int64, device=device)
     if boxes is None:
         labels = torch.full((side, side), IGNORE_LABEL, dtype=torch.int64, device=device)
         cells = (points.float() * side / frame_size).long().clamp(0, side - 1)
         labels[cells[:, 1], cells[:, 0]] = classes.long()
         index[cells[:, 1], cells[:, 0]] = torch.arange(len(classes), device=device)
-        return (labels, index) if return_index else labels
+        return labels, index
     labels = torch.full((side, side), num_classes, dtype=torch.int64, device=device)
     if len(classes) == 0:
-        return (labels, index) if return_index else labels
+        return labels, index
     centres = (torch.arange(side, device=device, dtype=torch.float32) + 0.5) * frame_size / side
     boxes = boxes.float()
     inside_x = (centres[None] >= boxes[:, 0:1]) & (centres[None] < boxes[:, 2:3])  # N, side
@@ -71,7 +81,7 @@ def dense_part_labels(
         free = ~covered[cells[:, 1], cells[:, 0]]
         labels[cells[free, 1], cells[free, 0]] = classes.long()[small][free]
         index[cells[free, 1], cells[free, 0]] = small.nonzero()[:, 0][free]
-    return (labels, index) if return_index else labels
+    return labels, index
 
 
 class SetCriterion(nn.Module):

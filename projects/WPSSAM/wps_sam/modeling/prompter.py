@@ -245,8 +245,11 @@ class QueryPrompter(nn.Module):
                 nn.Linear(prompt_head_hidden_dim, num_prompt_tokens * prompt_embed_dim),
             )
         else:
-            anchors = grid_anchor_boxes(num_queries).clamp(1e-4, 1 - 1e-4)
-            self.anchor_logits = nn.Parameter(torch.logit(anchors))  # S, 4 (cx, cy, w, h)
+            if query_selection == "learned":
+                # Under "memory" selection the anchors come from the cells' proposals instead; a
+                # learned set here would be a parameter without gradient (DDP refuses those).
+                anchors = grid_anchor_boxes(num_queries).clamp(1e-4, 1 - 1e-4)
+                self.anchor_logits = nn.Parameter(torch.logit(anchors))  # S, 4 (cx, cy, w, h)
             # Start exactly at the anchors: the first matchings are then spatially consistent.
             self.box_head = box_correction_mlp(hidden_dim, prompt_head_hidden_dim)
         self.memory_class_head = (
