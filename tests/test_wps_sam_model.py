@@ -269,8 +269,11 @@ def test_more_parts_than_queries_is_counted(sam_checkpoint):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
-def test_criterion_matches_paper_equation():
-    crit = SetCriterion(2, HungarianMatcher(), class_weight=5.0, prompt_weight=20.0)
+@pytest.mark.parametrize("norm, divisor", [("matched", 1), ("queries", 3)])
+def test_criterion_matches_paper_equation(norm, divisor):
+    crit = SetCriterion(
+        2, HungarianMatcher(), class_weight=5.0, prompt_weight=20.0, prompt_loss_norm=norm
+    )
     logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 3.0, 0.0]]])
     prompts = torch.zeros(1, 3, 2, 2)
     prompts[0, 2] = 0.5
@@ -279,8 +282,39 @@ def test_criterion_matches_paper_equation():
     assert rows.tolist() == [2] and cols.tolist() == [0]
     ce = torch.nn.functional.cross_entropy(logits[0], torch.tensor([2, 2, 1]), reduction="none")
     assert losses["loss_cls"].item() == pytest.approx(5.0 * ce.sum().item() / 3, rel=1e-5)
-    # smooth L1 of |0.5 - 1| = 0.5 -> 0.5 * 0.5**2 = 0.125 per value; 1 matched query of 3.
-    assert losses["loss_prompt"].item() == pytest.approx(20.0 * 0.125 / 3, rel=1e-5)
+    # smooth L1 of |0.5 - 1| = 0.5 -> 0.5 * 0.5**2 = 0.125 per value; 1 matched query of 3:
+    # the authors' mean over matched parts divides by 1, eq. 4 read literally by S = 3.
+    assert losses["loss_prompt"].item() == pytest.approx(20.0 * 0.125 / divisor, rel=1e-5)
+
+
+def test_matched_prompt_norm_is_the_authors_mean_over_matched_values():
+    """Two images, 2 and 3 parts: per image smooth_l1_loss(teacher, student[matched]) (mean over
+    the M x T x D values), then the mean over the batch, as the authors' training loop does."""
+    torch.manual_seed(0)
+    crit = SetCriterion(3, HungarianMatcher(), class_weight=1.0, prompt_weight=1.0)
+    outputs = {"pred_logits": torch.randn(2, 5, 4), "pred_prompts": torch.randn(2, 5, 2, 8)}
+    targets = [
+        {"labels": torch.tensor([0, 2]), "prompts": torch.randn(2, 2, 8)},
+        {"labels": torch.tensor([1, 1, 0]), "prompts": torch.randn(3, 2, 8)},
+    ]
+    losses, indices = crit(outputs, targets)
+    expected = 0.0
+    for i, (src, tgt) in enumerate(indices):
+        order = torch.argsort(tgt)  # the teacher in its own order, the student's matched queries
+        expected += torch.nn.functional.smooth_l1_loss(
+            targets[i]["prompts"][tgt[order]], outputs["pred_prompts"][i, src[order]]
+        ).item()
+    assert losses["loss_prompt"].item() == pytest.approx(expected / 2, rel=1e-5)
+    # An image without parts adds 0 (the authors' code would give NaN) and still counts.
+    targets.append({"labels": torch.zeros(0, dtype=torch.int64), "prompts": torch.zeros(0, 2, 8)})
+    outputs = {k: torch.cat([v, v[:1]]) for k, v in outputs.items()}
+    losses, _ = crit(outputs, targets)
+    assert losses["loss_prompt"].item() == pytest.approx(expected / 3, rel=1e-5)
+
+
+def test_unknown_prompt_loss_norm_is_refused():
+    with pytest.raises(ValueError, match="PROMPT_LOSS_NORM"):
+        SetCriterion(2, HungarianMatcher(), prompt_loss_norm="mean")
 
 
 def assert_main_losses_equal_plain_models(losses, sam_checkpoint, overrides):

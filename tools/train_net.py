@@ -34,7 +34,11 @@ from wps_sam import add_wps_sam_config  # noqa: E402
 from wps_sam.data import WPSSAMDatasetMapper  # noqa: E402
 from wps_sam.data.catalog_utils import resolve_num_classes  # noqa: E402
 from wps_sam.evaluation import build_wps_sam_evaluators  # noqa: E402
-from wps_sam.solver import build_wps_sam_optimizer, resolve_epoch_schedule  # noqa: E402
+from wps_sam.solver import (  # noqa: E402
+    build_wps_sam_lr_scheduler,
+    build_wps_sam_optimizer,
+    resolve_epoch_schedule,
+)
 
 
 class Trainer(DefaultTrainer):
@@ -62,6 +66,10 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_wps_sam_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        return build_wps_sam_lr_scheduler(cfg, optimizer)
 
 
 def setup(args):

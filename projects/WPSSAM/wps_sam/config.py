@@ -101,6 +101,10 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.WPS_SAM.CLASS_WEIGHT = 5.0
     # Loss weight lambda_reg of the smooth-L1 distillation loss.
     cfg.MODEL.WPS_SAM.PROMPT_WEIGHT = 20.0
+    # Normaliser of the distillation loss (also of each auxiliary layer's): "matched" (the
+    # authors' code: mean over the matched parts) or "queries" (paper eq. 4 literally: sum over
+    # matched queries / S, i.e. M/S times weaker). See docs/FIDELITY.md.
+    cfg.MODEL.WPS_SAM.PROMPT_LOSS_NORM = "matched"
     # Add the loss of every earlier decoder layer's prediction (DETR's auxiliary losses; the paper
     # states only the final layer's loss).
     cfg.MODEL.WPS_SAM.DEEP_SUPERVISION = False
@@ -143,3 +147,6 @@ def add_wps_sam_config(cfg):
     cfg.SOLVER.NUM_EPOCHS = 0
     # LR decay points as fractions of the schedule, used with NUM_EPOCHS (empty: constant LR).
     cfg.SOLVER.STEP_FRACTIONS = []
+    # detectron2's SOLVER.LR_SCHEDULER_NAME is honoured; "WarmupCosineLR" (the authors': linear
+    # warmup over SOLVER.WARMUP_ITERS iterations from SOLVER.WARMUP_FACTOR, then a cosine to 0 at
+    # SOLVER.MAX_ITER) is clamped here so that the LR never rises again after MAX_ITER.

@@ -5,9 +5,16 @@ import math
 
 import torch
 from detectron2.data import DatasetCatalog
-from detectron2.solver.build import maybe_add_gradient_clipping
+from detectron2.solver import LRMultiplier, WarmupParamScheduler
+from detectron2.solver.build import build_lr_scheduler, maybe_add_gradient_clipping
+from fvcore.common.param_scheduler import CosineParamScheduler
 
-__all__ = ["build_wps_sam_optimizer", "resolve_epoch_schedule"]
+__all__ = [
+    "ClampedLRMultiplier",
+    "build_wps_sam_lr_scheduler",
+    "build_wps_sam_optimizer",
+    "resolve_epoch_schedule",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,3 +83,36 @@ def resolve_epoch_schedule(cfg, num_images: int = None):
         f"SOLVER.MAX_ITER={cfg.SOLVER.MAX_ITER}, SOLVER.STEPS={cfg.SOLVER.STEPS}"
     )
     return cfg
+
+
+class ClampedLRMultiplier(LRMultiplier):
+    """detectron2's ``LRMultiplier`` whose schedule stops at ``max_iter``: stepped past it, the LR
+    stays at its final value (a bare cosine would rise again, as the authors' does after its
+    hard-coded 38370 steps)."""
+
+    def get_lr(self):
+        where = min(self.last_epoch / self._max_iter, 1.0)
+        return [base_lr * self._multiplier(where) for base_lr in self.base_lrs]
+
+
+def build_wps_sam_lr_scheduler(cfg, optimizer: torch.optim.Optimizer):
+    """detectron2's scheduler for ``SOLVER.LR_SCHEDULER_NAME``, with "WarmupCosineLR" clamped.
+
+    "WarmupCosineLR" is the authors' schedule: linear warmup over ``SOLVER.WARMUP_ITERS``
+    iterations from ``SOLVER.WARMUP_FACTOR`` x the base LR, then a cosine that reaches 0 at
+    ``SOLVER.MAX_ITER`` (detectron2's cosine spans the whole run and the warmup ramps to its
+    value at the warmup's end; the authors' starts its cosine after the warmup: the two differ
+    by at most ``WARMUP_ITERS / MAX_ITER`` of the schedule). Every other name is detectron2's own.
+    """
+    if cfg.SOLVER.LR_SCHEDULER_NAME != "WarmupCosineLR":
+        return build_lr_scheduler(cfg, optimizer)
+    max_iter = cfg.SOLVER.MAX_ITER
+    if max_iter <= 0:
+        raise ValueError(f"SOLVER.MAX_ITER must be > 0 for WarmupCosineLR, not {max_iter}")
+    sched = WarmupParamScheduler(
+        CosineParamScheduler(1.0, 0.0),
+        cfg.SOLVER.WARMUP_FACTOR,
+        min(cfg.SOLVER.WARMUP_ITERS / max_iter, 1.0),
+        cfg.SOLVER.WARMUP_METHOD,
+    )
+    return ClampedLRMultiplier(optimizer, multiplier=sched, max_iter=max_iter)

@@ -151,6 +151,7 @@ class WPSSAM(nn.Module):
                 no_object_weight=w.NO_OBJECT_WEIGHT,
                 dense_class_weight=w.DENSE_CLASS_WEIGHT,
                 dense_box_weight=w.DENSE_BOX_WEIGHT if w.QUERY_SELECTION == "memory" else 0.0,
+                prompt_loss_norm=w.PROMPT_LOSS_NORM,
             ),
             "num_classes": w.NUM_CLASSES,
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),

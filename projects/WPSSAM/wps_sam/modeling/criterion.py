@@ -10,6 +10,7 @@ from torch.nn import functional as F
 __all__ = ["SetCriterion", "dense_part_assignment", "dense_part_labels", "IGNORE_LABEL"]
 
 IGNORE_LABEL = -100  # F.cross_entropy's default ignore_index
+PROMPT_LOSS_NORMS = ("matched", "queries")
 
 
 def dense_part_labels(
@@ -87,13 +88,22 @@ def dense_part_assignment(
 class SetCriterion(nn.Module):
     """The loss of paper eq. 4, averaged over the images of a batch.
 
-    For one image with S queries, matched pairs (q, m) and unmatched queries targeting "no part"::
+    For one image with S queries, M parts, matched pairs (q, m) and unmatched queries targeting
+    "no part"::
 
-        L = 1/S * sum_q [ class_weight * w_{c_q} * CE(logits_q, c_q)
-                          + 1{c_q != no part} * prompt_weight * SmoothL1(p_q, p_m) ]
+        L = class_weight * 1/S * sum_q w_{c_q} * CE(logits_q, c_q)
+            + prompt_weight * 1/N * sum_{(q, m) matched} SmoothL1(p_q, p_m)
 
-    where SmoothL1 is averaged over the T x D prompt values and ``w`` is 1 for parts and
-    ``no_object_weight`` for "no part" (1.0 gives the paper's plain cross-entropy).
+    where SmoothL1 is averaged over the T x D prompt values, ``w`` is 1 for parts and
+    ``no_object_weight`` for "no part" (1.0 gives the paper's plain cross-entropy), and N is set by
+    ``prompt_loss_norm``:
+
+    * ``"matched"``: N = M, the number of matched parts (the authors' code: ``smooth_l1_loss``
+      averaged over the M x T x D matched values). The default of every shipped recipe.
+    * ``"queries"``: N = S (paper eq. 4 read literally: one 1/S in front of both terms). Its
+      effective regression weight is M/S times the authors' (3 parts, 25 queries: 2.4 vs 20).
+
+    An image without parts adds 0 to the prompt term under both (the authors' code gives NaN).
 
     With deep supervision the same loss, with its own matching, is added for the prediction of
     every earlier decoder layer (keys suffixed ``_0``, ``_1``, ...), as DETR does.
@@ -116,8 +126,15 @@ class SetCriterion(nn.Module):
         no_object_weight: float = 1.0,
         dense_class_weight: float = 0.0,
         dense_box_weight: float = 0.0,
+        prompt_loss_norm: str = "matched",
     ):
         super().__init__()
+        if prompt_loss_norm not in PROMPT_LOSS_NORMS:
+            raise ValueError(
+                f"prompt_loss_norm (MODEL.WPS_SAM.PROMPT_LOSS_NORM) must be one of "
+                f"{PROMPT_LOSS_NORMS}, not {prompt_loss_norm!r}"
+            )
+        self.prompt_loss_norm = prompt_loss_norm
         self.dense_class_weight = dense_class_weight
         self.dense_box_weight = dense_box_weight
         self.num_classes = num_classes
@@ -148,7 +165,8 @@ class SetCriterion(nn.Module):
             pred = prompts[i, src.to(prompts.device)].flatten(1)
             target = targets[i]["prompts"][tgt].flatten(1).to(pred.dtype)
             per_query = F.smooth_l1_loss(pred, target, reduction="none").mean(dim=1)
-            total = total + per_query.sum() / s
+            norm = per_query.numel() if self.prompt_loss_norm == "matched" else s
+            total = total + per_query.sum() / norm
         return total / b
 
     def loss_dense_boxes(self, boxes: Tensor, targets) -> Tensor:

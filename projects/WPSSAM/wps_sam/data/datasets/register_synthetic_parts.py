@@ -12,7 +12,7 @@ import json
 import logging
 import os
 
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from wps_sam.synthetic.parts import (
     DEFAULT_IMAGE_SIZE,
@@ -30,6 +30,7 @@ from .register_partimagenet import register_partimagenet_style_split
 __all__ = [
     "SYNTHETIC_PART_CLASSES",
     "SYNTHETIC_PARTS_SPLITS",
+    "SYNTHETIC_TRAIN_SUBSETS",
     "register_all_synthetic_parts",
     "synthetic_parts_root",
 ]
@@ -37,6 +38,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SYNTHETIC_PARTS_SPLITS = ("train", "val", "test")
+# ``<prefix>_train_<n>``: the first n training images (same files, same embedding cache), for
+# recipes that need many epochs within a CPU budget (the paper's prompter at ~100 epochs).
+SYNTHETIC_TRAIN_SUBSETS = (320,)
 
 
 def synthetic_parts_root(datasets_root=None):
@@ -107,6 +111,28 @@ def register_all_synthetic_parts(root=None, name_prefix="synthetic_parts"):
             part_supercategories=list(SYNTHETIC_PART_SUPERCATEGORIES),
             dataset_root=root,
         )
+    for size in SYNTHETIC_TRAIN_SUBSETS:
+        _register_train_subset(f"{name_prefix}_train", size)
+
+
+def _register_train_subset(full_name, size):
+    name = f"{full_name}_{size}"
+    if name in DatasetCatalog.list():
+        return
+
+    def load():
+        dicts = DatasetCatalog.get(full_name)
+        if len(dicts) < size:
+            raise ValueError(
+                f"{name} needs {size} images but {full_name} has {len(dicts)}: regenerate it "
+                "with datasets/prepare_synthetic_parts.py --num-train >= {size}"
+            )
+        return dicts[:size]
+
+    DatasetCatalog.register(name, load)
+    full_meta = MetadataCatalog.get(full_name).as_dict()
+    full_meta.pop("name", None)
+    MetadataCatalog.get(name).set(**full_meta)
 
 
 register_all_synthetic_parts()
