@@ -156,3 +156,95 @@ def test_build_wps_sam_evaluators_reports_both(dataset):
     assert set(res) == {"sem_seg", "paper_protocol"}
     # No instances in the outputs: the paper protocol falls back to the argmax.
     assert res["paper_protocol"]["mIoU"] == pytest.approx(100 * (4 / 6 + 0.5) / 3)
+
+
+def _prob_instances(probs_and_classes, shape):
+    """Instances whose pred_masks are the probabilities thresholded at 0.5 (SAM's logit 0)."""
+    inst = Instances(shape)
+    probs = torch.stack([torch.as_tensor(p, dtype=torch.float32) for p, _ in probs_and_classes])
+    inst.pred_mask_probs = probs.half()
+    inst.pred_masks = probs > 0.5
+    inst.pred_classes = torch.tensor([c for _, c in probs_and_classes])
+    inst.scores = torch.ones(len(probs_and_classes))
+    return inst
+
+
+def _authors_case_img1():
+    head_a = np.zeros((4, 4))
+    head_a[:2] = 0.3  # head and tail rows, probability 0.3: below 0.5 alone
+    head_b = np.zeros((4, 4))
+    head_b[:2, :2] = 0.3  # the head only
+    tail = np.zeros((4, 4))
+    tail[:, 3] = 0.9  # the last column, ignore pixel (3, 3) included
+    return _prob_instances([(head_a, 0), (head_b, 0), (tail, 1)], (4, 4))
+
+
+@pytest.mark.parametrize("img2_has_tail", [False, True])
+def test_authors_metrics_hand_computed(dataset, img2_has_tail):
+    img2 = np.zeros((2, 4))
+    img2[0, 0] = 0.9
+    outputs = [
+        {"sem_seg": _scores(PRED1), "instances": _authors_case_img1()},
+        {
+            "sem_seg": _scores(PRED2),
+            "instances": (
+                _prob_instances([(img2, 1)], (2, 4))
+                if img2_has_tail
+                else _prob_instances([(img2, 1)], (2, 4))[:0]
+            ),
+        },
+    ]
+    evaluator = PaperProtocolEvaluator(
+        NAME, distributed=False, authors_metrics=True, authors_frame_size=0
+    )
+    res = _run(evaluator, dataset, outputs)["paper_protocol"]
+    # Ours: no single head mask exceeds 0.5, so the OR of the thresholded masks is empty: head 0.
+    # Tail: P = column 3 without the ignore pixel = 3 px, G = 4 px, inter 2 -> IoU 2/5, ACC 1/2.
+    # (img2, head): 0 either way.
+    assert res["mIoU"] == pytest.approx(100 * (0 + 2 / 5 + 0) / 3)
+    # The authors': the two 0.3 head masks sum to 0.6 on the head and mark it exactly (a pixel
+    # set no single mask marks): every row scores 1 (rows 2-3 are empty in both) -> IoU 1, ACC 1.
+    # Tail, per row (ignore counts as background): rows 0-1: P {3}, G {2, 3} -> IoU 1/2, ACC 3/4;
+    # rows 2-3: P {3}, G {} -> IoU 0, ACC 3/4 (true negatives count) -> IoU 1/4, ACC 3/4.
+    # Image 2: no kept mask at all -> one entry 0 (a "null image"); with a tail mask only, its
+    # head entry scores 0. Either way three entries.
+    assert res["num_entries-authors"] == 3
+    assert res["null_images-authors"] == (0 if img2_has_tail else 1)
+    assert res["mIoU-authors"] == pytest.approx(100 * (1 + 1 / 4 + 0) / 3)
+    assert res["mACC-authors"] == pytest.approx(100 * (1 + 3 / 4 + 0) / 3)
+
+
+def test_authors_frame_resizes_longest_side_and_centres():
+    from wps_sam.evaluation import authors_frame, row_averaged_pixel_accuracy
+
+    label = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    framed = authors_frame(label, 8, "nearest")
+    assert framed.shape == (8, 8)
+    # 2 x 4 -> 4 x 8 (x2, nearest), centred: rows 2-5 hold the image, rows 0-1 and 6-7 are 0.
+    assert (framed[:2] == 0).all() and (framed[6:] == 0).all()
+    np.testing.assert_array_equal(framed[2], np.repeat(label[0], 2))
+    np.testing.assert_array_equal(framed[5], np.repeat(label[1], 2))
+    probs = authors_frame(np.ones((3, 2, 4), np.float32), 8, "bilinear")
+    assert probs.shape == (3, 8, 8) and probs[:, 2:6].min() == pytest.approx(1.0)
+    # Pixel accuracy counts true negatives: a 1-pixel miss in a 2 x 4 image -> rows 1, 3/4.
+    gt = np.zeros((2, 4), bool)
+    gt[1, 0] = True
+    assert row_averaged_pixel_accuracy(np.zeros_like(gt), gt) == pytest.approx((1 + 3 / 4) / 2)
+
+
+def test_authors_metrics_in_a_padded_frame_score_an_exact_prediction_100(dataset):
+    """An 8 x 8 frame (x2, like a 500 px image in SAM's 1024 frame): the bilinear upscale of the
+    probabilities keeps every pixel, and the padding (background, probability 0) scores 1."""
+    outputs = []
+    for d in dataset:
+        gt = np.array(Image.open(d["sem_seg_file_name"]))
+        masks = [((gt == c).astype(np.float32), c) for c in (0, 1) if (gt == c).any()]
+        labels = np.where(gt == 255, 2, gt).astype(np.int64)
+        outputs.append({"sem_seg": _scores(labels), "instances": _prob_instances(masks, gt.shape)})
+    evaluator = PaperProtocolEvaluator(
+        NAME, distributed=False, authors_metrics=True, authors_frame_size=8
+    )
+    res = _run(evaluator, dataset, outputs)["paper_protocol"]
+    assert res["mIoU-authors"] == pytest.approx(100.0)
+    assert res["mACC-authors"] == pytest.approx(100.0)
+    assert res["mIoU"] == pytest.approx(100.0)
