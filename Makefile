@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SRC := projects tools tests datasets/*.py
 
-.PHONY: setup test main lint format clean-env
+.PHONY: setup test main gpu-check lint format clean-env
 
 setup:
 	bash tools/setup_env.sh
@@ -12,6 +12,10 @@ test: setup
 
 main: setup
 	$(PY) tools/run_synthetic_benchmark.py
+
+# One-GPU performance check (docs/PERFORMANCE.md), figures in output/gpu_check/.
+gpu-check: setup
+	bash tools/gpu_check.sh
 
 lint: setup
 	$(PY) -m black --check $(SRC)

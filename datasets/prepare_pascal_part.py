@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from wps_sam.data.pascal_part_classes import (  # noqa: E402  (imports wps_sam, thus detectron2)
     PASCAL_PART_BACKGROUND_ID,
+    PASCAL_PART_CLASS_ALIASES,
     PASCAL_PART_CLASSES,
     PASCAL_PART_EXCLUDED_OBJECTS,
     PASCAL_PART_IGNORE_LABEL,
@@ -60,7 +61,8 @@ def read_pascal_part_mat(path):
     Read one Pascal-Part ``.mat`` file.
 
     Returns:
-        tuple: (image name, list of objects); an object is a dict with ``class`` (str),
+        tuple: (image name, list of objects); an object is a dict with ``class`` (str, the VOC
+        name: the files' ``table`` becomes ``diningtable``, see ``PASCAL_PART_CLASS_ALIASES``),
         ``class_index`` (int), ``mask`` (H x W bool) and ``parts``, a list of (name, H x W bool).
     """
     anno = scipy.io.loadmat(path)["anno"][0][0]
@@ -73,7 +75,7 @@ def read_pascal_part_mat(path):
                 parts = [(str(p[0][0]), np.asarray(p[1]).astype(bool)) for p in o[3][0]]
             objects.append(
                 {
-                    "class": str(o[0][0]),
+                    "class": PASCAL_PART_CLASS_ALIASES.get(str(o[0][0]), str(o[0][0])),
                     "class_index": int(o[1][0][0]),
                     "mask": np.asarray(o[2]).astype(bool),
                     "parts": parts,

@@ -20,7 +20,8 @@ def test_config_merges(path):
     cfg = get_cfg()
     add_wps_sam_config(cfg)
     cfg.merge_from_file(path)
-    assert cfg.MODEL.META_ARCHITECTURE == "WPSSAM"
+    # WPS-SAM, or the paper's baselines (docs/BASELINES.md): Det-SAM, a built-in segmentor.
+    assert cfg.MODEL.META_ARCHITECTURE in ("WPSSAM", "DetSAM", "SemanticSegmentor")
     if cfg.DATASETS.TRAIN or cfg.DATASETS.TEST:
         resolve_num_classes(cfg)  # raises if NUM_CLASSES disagrees with the datasets' classes
 

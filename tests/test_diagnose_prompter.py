@@ -1,4 +1,4 @@
-"""The oracle input of tools/diagnose_prompter.py: a label map as a (D, E, E) 'embedding'."""
+"""The oracle input of tools/research/diagnose_prompter.py: a label map as a (D, E, E) input."""
 
 import importlib.util
 import os
@@ -10,7 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _load_tool():
     spec = importlib.util.spec_from_file_location(
-        "diagnose_prompter", os.path.join(REPO, "tools", "diagnose_prompter.py")
+        "diagnose_prompter", os.path.join(REPO, "tools", "research", "diagnose_prompter.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

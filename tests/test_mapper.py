@@ -154,14 +154,16 @@ def test_build_embedding_cache_writes_checks_and_rebuilds(pin_dicts, tmp_path):
     counts = build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"])
     assert counts == {"written": len(pin_dicts), "present": 0, "stale": 0}
     d = pin_dicts["n01440764_101"]
-    cached = torch.load(embedding_cache_path(cache, d["file_name"]), weights_only=True)
+    cached = WPSSAMDatasetMapper(cfg, False)(d)["image_embedding"]
     direct = model.image_embeddings([{"image": WPSSAMDatasetMapper(cfg, False)(d)["image"]}])[0]
-    torch.testing.assert_close(cached, direct)
+    torch.testing.assert_close(cached, direct, rtol=1e-3, atol=1e-3)  # stored as float16
     # A second call only counts what is there.
     assert build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"])["written"] == 0
     # An image rewritten after it was encoded (a regenerated dataset) is encoded again.
-    path = embedding_cache_path(cache, d["file_name"])
-    os.utime(path, (os.path.getmtime(d["file_name"]) - 10,) * 2)
+    with open(d["file_name"], "rb") as f:
+        data = f.read()
+    with open(d["file_name"], "wb") as f:
+        f.write(data)
     counts = build_embedding_cache(cfg, model, ["pin_mapper_fixture_val"])
     assert counts == {"written": 1, "present": len(pin_dicts) - 1, "stale": 1}
 

@@ -669,3 +669,21 @@ def test_dense_box_targets_come_from_the_weak_labels(sam_checkpoint, supervision
         assert targets["dense_box_weights"][found].tolist() == [[1.0, 1.0, 0.0, 0.0]] * len(got)
     # Each labelled cell's index names a part of its own class.
     assert torch.equal(inst.gt_classes[index[found]], labels[found])
+
+
+def test_authors_metrics_make_the_model_output_mask_probabilities(sam_checkpoint):
+    x = make_input(3)
+    plain = build(sam_checkpoint, **{"MODEL.WPS_SAM.PROMPT_SOURCE": "gt_box"}).eval()
+    model = build(
+        sam_checkpoint, **{"MODEL.WPS_SAM.PROMPT_SOURCE": "gt_box", "TEST.AUTHORS_METRICS": True}
+    ).eval()
+    with torch.no_grad():
+        inst_plain = plain([x])[0]["instances"]
+        inst = model([x])[0]["instances"]
+    assert not inst_plain.has("pred_mask_probs")
+    probs = inst.pred_mask_probs.float()
+    assert probs.shape == inst.pred_masks.shape == (2, 200, 150)
+    assert probs.min() >= 0 and probs.max() <= 1
+    # Away from the 0.5 boundary (float16), probability > 0.5 is the mask.
+    sure = (probs - 0.5).abs() > 1e-2
+    assert torch.equal((probs > 0.5)[sure], inst.pred_masks[sure])

@@ -27,6 +27,7 @@ from tabulate import tabulate  # noqa: E402
 
 from wps_sam.cli_config import load_wps_sam_cfg  # noqa: E402
 from wps_sam.data.embedding_cache import build_embedding_cache  # noqa: E402
+from wps_sam.metrics_plot import plot_metrics  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -105,7 +106,35 @@ ROWS = {
         False,
         "WPS-SAM, box sup., anchored head + dense loss, 8 ep.",
     ),
+    # The paper's baselines (docs/BASELINES.md), each trained for the main-job row's CPU time.
+    "det_sam_scratch": (
+        "configs/synthetic/det_sam_r18_fpn_scratch.yaml",
+        False,
+        "Det-SAM, Faster R-CNN R18-FPN from scratch",
+    ),
+    "det_sam_sam_encoder": (
+        "configs/synthetic/det_sam_sam_encoder.yaml",
+        False,
+        "Det-SAM, Faster R-CNN on the frozen tiny-SAM encoder",
+    ),
+    "pseudo_label_semseg": (
+        "configs/synthetic/pseudo_label_semseg_r18_fpn.yaml",
+        False,
+        "SemanticSegmentor R18-FPN on SAM pseudo-labels",
+    ),
 }
+# Rows that need a step before train_net.py: the SAM pseudo-labels of the training set (resumable:
+# a no-op once written). Its stats (pseudo-labels' own mIoU) join the row's results.
+PRE_STEPS = {
+    "pseudo_label_semseg": [
+        "tools/generate_pseudo_labels.py",
+        "--config-file",
+        "configs/synthetic/sam_tiny_gt_box.yaml",
+        "--dataset",
+        "synthetic_parts_train",
+    ],
+}
+BASELINE_ROWS = ["det_sam_scratch", "det_sam_sam_encoder", "pseudo_label_semseg"]
 # The paper-head row ("wps_sam_box") segments nothing after 4 CPU epochs (README, synthetic
 # benchmark); the main job trains the recipe that learns most within its 15-minute budget.
 MAIN_ROWS = ["untrained_twostage", "sam_gt_box", "wps_sam_box_twostage"]
@@ -142,9 +171,19 @@ def ensure_tiny_sam(cfg):
         subprocess.run([a.replace("{ckpt}", ckpt) for a in cmd], check=True)
 
 
+def run_pre_step(name):
+    """The row's step before training (PRE_STEPS); returns what it printed as JSON, if any."""
+    cmd = [sys.executable, *PRE_STEPS[name]]
+    print(f"\n[benchmark] row {name}, first: {' '.join(cmd)}", flush=True)
+    out = subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.PIPE, text=True).stdout
+    start = out.find("{")
+    return json.loads(out[start : out.rfind("}") + 1]) if start >= 0 else None
+
+
 def run_row(name, output_root, extra_opts, log):
     config, eval_only, _ = ROWS[name]
     out_dir = os.path.join(output_root, name)
+    pre = run_pre_step(name) if name in PRE_STEPS else None
     cmd = [sys.executable, "tools/train_net.py", "--config-file", config]
     if eval_only:
         cmd.append("--eval-only")
@@ -167,12 +206,14 @@ def run_row(name, output_root, extra_opts, log):
     with open(os.path.join(REPO, out_dir, "results.json")) as f:
         results = json.load(f)
     results["seconds"] = time.time() - start
+    if pre is not None:
+        results["pseudo_labels"] = pre
     results["command"] = " ".join(cmd[1:])
     return out_dir, results
 
 
 def table(rows_results):
-    header = ["row", "mIoU", "mACC", "part mIoU", "paper-protocol mIoU", "time (s)"]
+    header = ["row", "mIoU", "mACC", "part mIoU", "paper-protocol mIoU", "box AP", "time (s)"]
     body = []
     for name, res in rows_results.items():
         sem = res.get("sem_seg", {})
@@ -184,16 +225,32 @@ def table(rows_results):
                 sem.get("mACC"),
                 sem.get("mIoU-parts"),
                 paper.get("mIoU"),
+                res.get("bbox", {}).get("AP"),  # Det-SAM rows: the part detector's box AP
                 round(res["seconds"]),
             ]
         )
+        quality = (res.get("pseudo_labels") or {}).get("quality")
+        if quality:  # the pseudo-label row: the training labels' own quality, as a note row
+            body.append(
+                [
+                    "  (its SAM pseudo-labels vs the real train masks)",
+                    quality["mIoU"],
+                    None,
+                    quality["mIoU-parts"],
+                    None,
+                    None,
+                    None,
+                ]
+            )
     return tabulate(body, headers=header, floatfmt=".2f", tablefmt="github")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--rows", default="main", help="'main', 'table', 'all' or names separated by ','"
+        "--rows",
+        default="main",
+        help="'main', 'table', 'baselines', 'all' or names separated by ','",
     )
     parser.add_argument("--output", default="output/synthetic_benchmark")
     parser.add_argument("--quick", action="store_true", help="20 iterations a row (smoke test)")
@@ -202,9 +259,12 @@ def main():
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every row")
     args = parser.parse_args()
     os.chdir(REPO)  # configs and outputs are relative to the repository root
-    rows = {"main": MAIN_ROWS, "table": TABLE_ROWS, "all": list(ROWS)}.get(
-        args.rows, args.rows.split(",")
-    )
+    rows = {
+        "main": MAIN_ROWS,
+        "table": TABLE_ROWS,
+        "baselines": BASELINE_ROWS,
+        "all": list(ROWS),
+    }.get(args.rows, args.rows.split(","))
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise SystemExit(f"Unknown rows {unknown}; known: {list(ROWS)}")
@@ -232,6 +292,9 @@ def main():
     results = {}
     for name in rows:
         out_dir, results[name] = run_row(name, output_root, extra, args.log)
+        if not ROWS[name][1]:  # a trained row: its loss and mIoU curves (tools/plot_metrics.py)
+            results[name]["metrics_plot"] = plot_metrics(os.path.join(REPO, out_dir))
+            print(f"    curves: {results[name]['metrics_plot']}")
         if args.num_overlays > 0:
             from visualize_predictions import visualize  # tools/ is on sys.path as the script dir
 

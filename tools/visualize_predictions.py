@@ -43,7 +43,8 @@ def visualize(cfg, dataset_name, output_dir, num_images=4, stride=None):
         # Show the original resolution: resize the model input back.
         image = cv2.resize(image, (d["width"], d["height"]), interpolation=cv2.INTER_LINEAR)
         name = os.path.splitext(os.path.basename(d["file_name"]))[0]
-        title = f"{name}: {len(out['instances'])} part prompts kept"
+        kept = f"{len(out['instances'])} part prompts kept" if "instances" in out else "sem_seg"
+        title = f"{name}: {kept}"
         path = os.path.join(output_dir, f"{name}.png")
         paths.append(
             save_part_overlay(np.ascontiguousarray(image), pred, gt, metadata, path, title)

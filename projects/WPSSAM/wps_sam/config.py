@@ -40,8 +40,9 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.SAM.DECODER_DEPTH = 2
     # MLP width inside the mask decoder's two-way transformer (2048 in every official SAM).
     cfg.MODEL.SAM.DECODER_MLP_DIM = 2048
-    # Run the frozen image encoder under CPU bfloat16 autocast (about 2x faster on CPU).
-    cfg.MODEL.SAM.ENCODER_BF16_ON_CPU = False
+    # Autocast of the frozen image encoder: "none" (float32) or "bf16" (bfloat16 autocast on the
+    # model's device, CPU or GPU; about 2x faster on CPU, see docs/PERFORMANCE.md).
+    cfg.MODEL.SAM.ENCODER_AUTOCAST = "none"
 
     # ---------------------------------------------------------------------------------------------
     # The trainable query prompter, the teacher and the set criterion
@@ -134,11 +135,16 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.WPS_SAM.TEST.KEEP_RULE = "argmax"
     # Mask-logit threshold of SAM's mask decoder output (SAM's own default is 0.0).
     cfg.MODEL.WPS_SAM.TEST.MASK_THRESHOLD = 0.0
+    # How low-resolution mask logits reach the original image size: "once" (one bilinear resize
+    # of the valid low-res crop, same geometry) or "sam" (SAM's postprocess_masks: to the square
+    # input size, crop, then to the original size).
+    cfg.MODEL.WPS_SAM.TEST.MASK_UPSAMPLE = "once"
 
     # ---------------------------------------------------------------------------------------------
     # Data and solver extensions
     # ---------------------------------------------------------------------------------------------
-    # Directory of cached image embeddings (.pt per image). Empty: run the encoder every time.
+    # Directory of cached image embeddings (float16 shards, tools/cache_embeddings.py). Empty:
+    # run the encoder every time.
     cfg.INPUT.EMBEDDING_CACHE_DIR = ""
     # Adam is the paper's optimizer; "SGD" and "ADAMW" are also accepted.
     cfg.SOLVER.OPTIMIZER = "ADAM"
@@ -147,6 +153,55 @@ def add_wps_sam_config(cfg):
     cfg.SOLVER.NUM_EPOCHS = 0
     # LR decay points as fractions of the schedule, used with NUM_EPOCHS (empty: constant LR).
     cfg.SOLVER.STEP_FRACTIONS = []
+    # Also report the WPS-SAM authors' exact numbers (their merge, accuracy, row averaging and
+    # 1024 frame) beside the paper protocol's; models then output instances.pred_mask_probs.
+    cfg.TEST.AUTHORS_METRICS = False
     # detectron2's SOLVER.LR_SCHEDULER_NAME is honoured; "WarmupCosineLR" (the authors': linear
     # warmup over SOLVER.WARMUP_ITERS iterations from SOLVER.WARMUP_FACTOR, then a cosine to 0 at
     # SOLVER.MAX_ITER) is clamped here so that the LR never rises again after MAX_ITER.
+
+    add_det_sam_config(cfg)
+
+
+def add_det_sam_config(cfg):
+    """Add the keys of the paper's two baselines (Det-SAM, SAM pseudo-labels) to ``cfg``.
+
+    Det-SAM's part detector is configured with detectron2's own keys (MODEL.RPN, MODEL.ROI_HEADS,
+    MODEL.RESNETS, MODEL.FPN, ...); only what is new lives here.
+    """
+    cfg.MODEL.DET_SAM = CN()
+    # Meta-architecture of the part detector inside DetSAM (detectron2's Faster R-CNN).
+    cfg.MODEL.DET_SAM.DETECTOR_META_ARCHITECTURE = "GeneralizedRCNN"
+    # Weights of the detector alone (a detectron2 detector checkpoint, .pth or .pkl, or backbone
+    # weights such as ImageNet R-50.pkl). Empty: random init. MODEL.WEIGHTS (a DetSAM checkpoint,
+    # "detector.*" keys) is loaded after it and wins where both hold a tensor.
+    cfg.MODEL.DET_SAM.DETECTOR_WEIGHTS = ""
+    # Detections scoring above this become SAM box prompts.
+    cfg.MODEL.DET_SAM.SCORE_THRESHOLD = 0.5
+    # Mask-logit threshold of SAM's mask decoder output (SAM's own default is 0.0).
+    cfg.MODEL.DET_SAM.MASK_THRESHOLD = 0.0
+    # Also report the detector's box AP (detectron2's COCOEvaluator, pure-Python path).
+    cfg.MODEL.DET_SAM.EVAL_BOX_AP = True
+    # Keep SAM's frozen weights in DetSAM checkpoints (off: they come from MODEL.SAM.CHECKPOINT).
+    cfg.MODEL.DET_SAM.SAVE_FROZEN_SAM = False
+
+    # The detector backbone over SAM's frozen image encoder (BACKBONE.NAME "build_sam_encoder_
+    # backbone"): a ViTDet-style simple feature pyramid over its single-scale embedding.
+    cfg.MODEL.SAM_ENCODER_BACKBONE = CN()
+    # Pyramid levels built from the stride-PATCH_SIZE embedding, as scale factors (ViTDet: 4, 2, 1,
+    # 0.5); a level's stride is PATCH_SIZE / factor.
+    cfg.MODEL.SAM_ENCODER_BACKBONE.SCALE_FACTORS = [4.0, 2.0, 1.0, 0.5]
+    # Channels of every pyramid level.
+    cfg.MODEL.SAM_ENCODER_BACKBONE.OUT_CHANNELS = 256
+    # Add a stride-2 max-pooled level on top of the coarsest one (FPN's "p6" for the RPN).
+    cfg.MODEL.SAM_ENCODER_BACKBONE.TOP_BLOCK = True
+    # Normalisation inside the pyramid's convolutions ("LN": ViTDet's LayerNorm, "" for none).
+    cfg.MODEL.SAM_ENCODER_BACKBONE.NORM = "LN"
+
+    # SAM pseudo-labels (the paper's Table 5 paradigm, see tools/generate_pseudo_labels.py).
+    cfg.PSEUDO_LABELS = CN()
+    # Images per SAM call when writing pseudo-labels.
+    cfg.PSEUDO_LABELS.BATCH_SIZE = 8
+    # Pixels covered by several part masks: "score" (WPS-SAM's merge rule: the mask with the
+    # highest SAM mask logit there wins) or "ignore" (written as 255, left out of the loss).
+    cfg.PSEUDO_LABELS.OVERLAP = "score"

@@ -1,12 +1,13 @@
 """The WPS-SAM meta-architecture: frozen SAM + trainable query prompter (paper Sec. 3)."""
 
 import logging
+import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
-from detectron2.structures import BitMasks, Instances
+from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
@@ -14,7 +15,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops import box_convert
 
+from .config_checks import check_wps_sam_config
 from .modeling.criterion import SetCriterion, dense_part_assignment
+from .modeling.input_checks import check_batched_inputs
+from .modeling.mask_merge import merge_part_masks, part_segmentation_result
 from .modeling.matcher import HungarianMatcher
 from .modeling.prompter import QueryPrompter
 from .modeling.sam_builder import build_sam_from_cfg
@@ -26,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 PROMPT_SOURCES = ("prompter", "gt_box", "gt_point")
 KEEP_RULES = ("argmax", "part_score")
+ENCODER_AUTOCASTS = ("none", "bf16")
+MASK_UPSAMPLES = ("once", "sam")
 DENSE_TARGETS = ("weak_label", "centre")
 
 
@@ -38,9 +44,36 @@ def _drop_frozen_sam_keys(module, state_dict, prefix, local_metadata):
 
 
 def _ignore_missing_frozen_sam_keys(module, incompatible_keys):
-    """load_state_dict post-hook: a checkpoint without SAM's weights is complete (see README)."""
+    """load_state_dict post-hook: a checkpoint without SAM's weights is complete (see README).
+
+    A checkpoint that lacks trainable weights of the prompter (detectron2's checkpointer also
+    leaves out those whose shape differs) is refused: the model would silently keep random
+    weights there.
+    """
     missing = incompatible_keys.missing_keys
     missing[:] = [k for k in missing if not k.startswith("sam.")]
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    lost = [k for k in missing if k in trainable]
+    if lost:
+        unexpected = incompatible_keys.unexpected_keys
+        if len(lost) == len(trainable) and any(k.startswith("image_encoder.") for k in unexpected):
+            what = (
+                "it is a SAM state dict, not a WPS-SAM checkpoint: pass it as "
+                "MODEL.SAM.CHECKPOINT, and as MODEL.WEIGHTS a model_*.pth written by "
+                "tools/train_net.py"
+            )
+        elif len(lost) == len(trainable):
+            what = "it holds none of them: it is not a WPS-SAM checkpoint"
+        else:
+            what = (
+                "it was trained with another MODEL.WPS_SAM config (sizes differ, see the "
+                "checkpointer's 'Skip loading parameter' warnings): use that config"
+            )
+        raise RuntimeError(
+            f"The checkpoint being loaded (MODEL.WEIGHTS, or the last checkpoint of OUTPUT_DIR "
+            f"with --resume) lacks {len(lost)} of the {len(trainable)} trainable weights of "
+            f"this WPS-SAM (first: {lost[0]}); {what}."
+        )
 
 
 @META_ARCH_REGISTRY.register()
@@ -72,8 +105,10 @@ class WPSSAM(nn.Module):
         keep_rule: str = "argmax",
         dense_target: str = "weak_label",
         mask_threshold: float = 0.0,
-        encoder_bf16_on_cpu: bool = False,
+        encoder_autocast: str = "none",
+        mask_upsample: str = "once",
         save_frozen_sam: bool = False,
+        output_mask_probs: bool = False,
     ):
         """
         Args:
@@ -92,8 +127,12 @@ class WPSSAM(nn.Module):
                 own labels, see :func:`dense_part_labels`) or "centre" (point-style: only the cells
                 holding a part's point, under box supervision its box centre; the rest unknown).
             mask_threshold: SAM mask-logit threshold.
-            encoder_bf16_on_cpu: run the image encoder under CPU bfloat16 autocast.
+            encoder_autocast: "none" (float32) or "bf16": the image encoder under bfloat16
+                autocast on the model's device (CPU or CUDA); embeddings are returned as float32.
+            mask_upsample: "sam" (SAM's postprocess_masks, two resizes) or "once" (one resize of
+                the valid low-resolution crop straight to the original size).
             save_frozen_sam: keep SAM's weights in ``state_dict()``.
+            output_mask_probs: also output ``instances.pred_mask_probs`` (for the authors' metrics).
         """
         super().__init__()
         if prompt_source not in PROMPT_SOURCES:
@@ -128,7 +167,19 @@ class WPSSAM(nn.Module):
         self.score_threshold = score_threshold
         self.keep_rule = keep_rule
         self.mask_threshold = mask_threshold
-        self.encoder_bf16_on_cpu = encoder_bf16_on_cpu
+        self.output_mask_probs = output_mask_probs
+        if encoder_autocast not in ENCODER_AUTOCASTS:
+            raise ValueError(
+                f"MODEL.SAM.ENCODER_AUTOCAST must be one of {ENCODER_AUTOCASTS}, "
+                f"not {encoder_autocast!r}"
+            )
+        if mask_upsample not in MASK_UPSAMPLES:
+            raise ValueError(
+                f"MODEL.WPS_SAM.TEST.MASK_UPSAMPLE must be one of {MASK_UPSAMPLES}, "
+                f"not {mask_upsample!r}"
+            )
+        self.encoder_autocast = encoder_autocast
+        self.mask_upsample = mask_upsample
         self.save_frozen_sam = save_frozen_sam
         self.image_size = sam.image_encoder.img_size
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
@@ -139,6 +190,7 @@ class WPSSAM(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         w = cfg.MODEL.WPS_SAM
+        check_wps_sam_config(cfg)
         matcher = HungarianMatcher(cost_class=w.CLASS_COST, cost_prompt=w.PROMPT_COST)
         return {
             "sam": build_sam_from_cfg(cfg),
@@ -162,8 +214,10 @@ class WPSSAM(nn.Module):
             "keep_rule": w.TEST.KEEP_RULE,
             "dense_target": w.DENSE_TARGET,
             "mask_threshold": w.TEST.MASK_THRESHOLD,
-            "encoder_bf16_on_cpu": cfg.MODEL.SAM.ENCODER_BF16_ON_CPU,
+            "encoder_autocast": cfg.MODEL.SAM.ENCODER_AUTOCAST,
+            "mask_upsample": w.TEST.MASK_UPSAMPLE,
             "save_frozen_sam": w.SAVE_FROZEN_SAM,
+            "output_mask_probs": cfg.TEST.AUTHORS_METRICS,
         }
 
     @property
@@ -225,8 +279,8 @@ class WPSSAM(nn.Module):
     @torch.no_grad()
     def encode_images(self, images: Tensor) -> Tensor:
         """(B, 3, S, S) preprocessed images -> (B, 256, E, E) embeddings of the frozen encoder."""
-        if self.encoder_bf16_on_cpu and images.device.type == "cpu":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+        if self.encoder_autocast == "bf16":
+            with torch.autocast(images.device.type, dtype=torch.bfloat16):
                 return self.sam.image_encoder(images).float()
         return self.sam.image_encoder(images)
 
@@ -362,6 +416,13 @@ class WPSSAM(nn.Module):
                 channel C = background) and "instances" (pred_masks (N, H, W) bool, pred_classes,
                 scores, pred_boxes).
         """
+        pe = self.sam.prompt_encoder
+        check_batched_inputs(
+            batched_inputs,
+            num_classes=self.num_classes,
+            embedding_shape=(pe.embed_dim, *pe.image_embedding_size),
+            training=self.training,
+        )
         batched_inputs = self.resize_inputs(batched_inputs)
         embeddings = self.image_embeddings(batched_inputs)
         if self.training:
@@ -398,7 +459,7 @@ class WPSSAM(nn.Module):
     def decode_masks(self, embedding: Tensor, tokens: Tensor, input_size, original_size) -> Tensor:
         """Frozen mask decoder on K prompts of one image, in one batched call.
 
-        Returns (K, H, W) mask logits at the original size.
+        Returns (K, H, W) mask logits at the original size (see ``mask_upsample``).
         """
         pe = self.sam.prompt_encoder
         side = embedding.shape[-1]
@@ -410,25 +471,44 @@ class WPSSAM(nn.Module):
             dense_prompt_embeddings=dense,
             multimask_output=False,
         )
-        return self.sam.postprocess_masks(low_res, tuple(input_size), tuple(original_size))[:, 0]
+        if self.mask_upsample == "sam":
+            return self.sam.postprocess_masks(low_res, tuple(input_size), tuple(original_size))[
+                :, 0
+            ]
+        return self.upsample_once(low_res[:, 0], input_size, original_size)
+
+    def upsample_once(self, low_res: Tensor, input_size, original_size) -> Tensor:
+        """(K, L, L) low-res logits of the square frame -> (K, H, W) in one bilinear resize.
+
+        The valid (h', w') region of the S x S frame is (h' L/S, w' L/S) low-res cells (not an
+        integer in general); resizing that crop with ``scale_factor = H / (h' L/S)`` (and not
+        recomputing it from the rounded crop) maps output pixel j to the same low-res coordinate
+        as SAM's resize-crop-resize, so the masks agree with SAM's up to interpolation smoothing.
+        """
+        (h, w), (height, width) = input_size, original_size
+        ratio = low_res.shape[-1] / self.image_size
+        valid_h, valid_w = h * ratio, w * ratio
+        # One cell beyond the valid region when there is one: the output then has at least
+        # (height, width) pixels whatever the float rounding of floor(crop * scale).
+        side = low_res.shape[-1]
+        crop_h, crop_w = min(side, math.ceil(valid_h) + 1), min(side, math.ceil(valid_w) + 1)
+        out = F.interpolate(
+            low_res[:, None, :crop_h, :crop_w],
+            scale_factor=(height / valid_h, width / valid_w),
+            mode="bilinear",
+            align_corners=False,
+            recompute_scale_factor=False,
+        )[:, 0, :height, :width]
+        short_h, short_w = height - out.shape[-2], width - out.shape[-1]
+        if short_h or short_w:  # the full frame, rounded down by one pixel
+            out = F.pad(out[:, None], (0, short_w, 0, short_h), mode="replicate")[:, 0]
+        return out
 
     def semantic_map(self, mask_logits: Tensor, classes: Tensor, scores: Tensor) -> Tensor:
-        """Merge K part masks into (C+1, H, W) scores.
-
-        Merge rule: a query covers pixel x where its mask logit exceeds ``mask_threshold``; there
-        it scores ``class score * sigmoid(logit)``. Part channel c is the maximum over the kept
-        queries of class c (0 where none covers x), so overlaps go to the most confident query.
-        The background channel is 1 where no kept query covers x and 0 elsewhere, so the argmax
-        is background exactly at the pixels no part mask covers.
-        """
-        h, w = mask_logits.shape[-2:]
-        sem = mask_logits.new_zeros((self.num_classes + 1, h, w))
-        covered = mask_logits > self.mask_threshold
-        per_query = scores[:, None, None] * mask_logits.sigmoid() * covered
-        for c in classes.unique().tolist():
-            sem[c] = per_query[classes == c].amax(dim=0)
-        sem[self.num_classes] = (~covered.any(dim=0)).float() if len(classes) else 1.0
-        return sem
+        """Merge K part masks into (C+1, H, W) scores with the project's merge rule (see
+        :func:`~wps_sam.modeling.mask_merge.merge_part_masks`: overlaps go to the most confident
+        query; background exactly where no kept query's mask covers the pixel)."""
+        return merge_part_masks(mask_logits, classes, scores, self.num_classes, self.mask_threshold)
 
     @torch.no_grad()
     def inference(self, embeddings: Tensor, batched_inputs: List[Dict]) -> List[Dict]:
@@ -447,12 +527,14 @@ class WPSSAM(nn.Module):
                 )
             else:
                 logits = embeddings.new_zeros((0, height, width))
-            instances = Instances((height, width))
-            instances.pred_masks = logits > self.mask_threshold
-            instances.pred_classes = classes
-            instances.scores = scores
-            instances.pred_boxes = BitMasks(instances.pred_masks).get_bounding_boxes()
             results.append(
-                {"sem_seg": self.semantic_map(logits, classes, scores), "instances": instances}
+                part_segmentation_result(
+                    logits,
+                    classes,
+                    scores,
+                    self.num_classes,
+                    self.mask_threshold,
+                    with_probs=self.output_mask_probs,
+                )
             )
         return results

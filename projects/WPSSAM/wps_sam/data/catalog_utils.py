@@ -2,7 +2,7 @@
 
 import logging
 
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 __all__ = ["resolve_num_classes"]
 
@@ -16,6 +16,18 @@ def resolve_num_classes(cfg):
     ``cfg`` must be mutable; returns it.
     """
     names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+    registered = set(DatasetCatalog.list())
+    unknown = [n for n in names if n not in registered]
+    if unknown:
+        ours = sorted(
+            n for n in registered if n.startswith(("partimagenet_", "pascal_part_", "synthetic_"))
+        )
+        raise KeyError(
+            f"Dataset(s) {unknown} in DATASETS.TRAIN/TEST are not registered. The project "
+            f"registers {ours}; register your own in the PartImageNet layout with "
+            "wps_sam.data.datasets.register_partimagenet.register_partimagenet_style_split "
+            "(datasets/README.md)."
+        )
     found = {}
     for name in names:
         classes = MetadataCatalog.get(name).get("thing_classes", None)

@@ -22,6 +22,7 @@ __all__ = [
     "PASCAL_PART_MERGE_TABLE",
     "PASCAL_PART_OBJECT_CLASSES",
     "PASCAL_PART_EXCLUDED_OBJECTS",
+    "PASCAL_PART_CLASS_ALIASES",
     "PASCAL_PART_CLASSES",
     "PASCAL_PART_BACKGROUND_ID",
     "PASCAL_PART_IGNORE_LABEL",
@@ -113,6 +114,9 @@ PASCAL_PART_MERGE_TABLE = {
 PASCAL_PART_OBJECT_CLASSES = list(PASCAL_PART_MERGE_TABLE)
 # VOC classes without part annotations: their pixels are background.
 PASCAL_PART_EXCLUDED_OBJECTS = ["boat", "chair", "diningtable", "sofa"]
+# Object class names of the official Pascal-Part .mat files that differ from VOC's: the dining
+# table is "table" there. Converters map them to the VOC name before any lookup.
+PASCAL_PART_CLASS_ALIASES = {"table": "diningtable"}
 
 PASCAL_PART_CLASSES = [
     f"{obj} {part}" for obj, parts in PASCAL_PART_MERGE_TABLE.items() for part, _ in parts

@@ -9,6 +9,7 @@ The official architectures (``vit_b``, ``vit_l``, ``vit_h``) are reproduced exac
 
 import logging
 import os
+import pickle
 from dataclasses import dataclass, field
 from functools import partial
 from typing import List, Optional
@@ -205,6 +206,13 @@ def load_sam_checkpoint(sam: Sam, path: str, arch: SamArchitecture) -> None:
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a usable file"
+        if isinstance(e, pickle.UnpicklingError) and "Unsupported global" in str(e):
+            raise SamCheckpointError(
+                f"Refused to load SAM checkpoint {path!r}: it holds pickled Python objects other "
+                "than tensors, which torch.load(weights_only=True) does not run (they can execute "
+                "code). The official sam_vit_*.pth files hold tensors only: re-download it from "
+                f"{SAM_CHECKPOINT_PAGE}."
+            ) from e
         raise SamCheckpointError(
             f"Could not read SAM checkpoint {path!r}: {e}. Expected a state dict saved with "
             "torch.save (like the official sam_vit_*.pth files); re-download it if it is truncated."

@@ -20,12 +20,14 @@ logger = logging.getLogger(__name__)
 
 def embedding_cache_path(cache_dir, file_name):
     """
-    Where the cached image embedding of an image lives: ``<cache_dir>/<stem of file_name>.pt``.
+    Where the old cache format (float32, one file per image, still read) kept the embedding of
+    an image: ``<cache_dir>/<stem of file_name>.pt``. The current format (float16 shards, see
+    :mod:`wps_sam.data.embedding_cache`) is keyed by the same stem.
 
     The stem (file name without folder and extension, e.g. ``n01440764_10043``) is used rather than
     ``image_id`` because it is unique across the splits of PartImageNet and PASCAL-Part, whereas
-    COCO-style image ids restart in every split's JSON. Whatever writes the cache must use this
-    function. A cache is tied to one SAM (variant, checkpoint, image size): use one folder per SAM.
+    COCO-style image ids restart in every split's JSON. A cache is tied to one SAM (variant,
+    checkpoint, image size) and preprocessing: use one folder per SAM.
     """
     stem = os.path.splitext(os.path.basename(file_name))[0]
     return os.path.join(cache_dir, stem + ".pt")
@@ -45,8 +47,9 @@ class WPSSAMDatasetMapper:
        process) and logged once per file with the file name.
     3. Evaluation only (``is_train=False``): the label map ``sem_seg_file_name`` is read at the
        original size. Training never reads the pixel masks (weak supervision).
-    4. If ``cfg.INPUT.EMBEDDING_CACHE_DIR`` is set and :func:`embedding_cache_path` exists, the
-       cached SAM image embedding is loaded (``torch.load(weights_only=True)``) and checked.
+    4. If ``cfg.INPUT.EMBEDDING_CACHE_DIR`` is set, the cached SAM image embedding is read from
+       its float16 shards (memory-mapped, see :mod:`wps_sam.data.embedding_cache`) or from an
+       old-format ``<stem>.pt``, and checked; a missing or stale one is left to the encoder.
 
     Returns a dict with:
 
@@ -72,6 +75,7 @@ class WPSSAMDatasetMapper:
         image_size=1024,
         embedding_cache_dir="",
         embedding_shape=None,
+        embedding_cache_keys=None,
     ):
         """
         Args:
@@ -80,12 +84,16 @@ class WPSSAMDatasetMapper:
             image_size (int): SAM's input side; the longest image side is resized to it.
             embedding_cache_dir (str): folder of cached image embeddings; "" disables the cache.
             embedding_shape (tuple or None): expected ``(D, E, E)`` of a cached embedding.
+            embedding_cache_keys (dict or None): ``cache_keys(cfg)`` (encoder and preprocessing
+                digests); cached entries made with other keys are stale.
         """
         self.is_train = is_train
         self.image_format = image_format
         self.transform = ResizeLongestSide(image_size)
         self.embedding_cache_dir = embedding_cache_dir
         self.embedding_shape = tuple(embedding_shape) if embedding_shape is not None else None
+        self.embedding_cache_keys = embedding_cache_keys
+        self._embedding_cache = None
         mode = "training" if is_train else "inference"
         logger.info(
             f"[WPSSAMDatasetMapper] {mode}: ResizeLongestSide({image_size}), "
@@ -96,12 +104,18 @@ class WPSSAMDatasetMapper:
     def from_config(cls, cfg, is_train=True):
         size = cfg.MODEL.SAM.IMAGE_SIZE
         side = size // cfg.MODEL.SAM.PATCH_SIZE
+        keys = None
+        if cfg.INPUT.EMBEDDING_CACHE_DIR:
+            from ..embedding_cache import cache_keys
+
+            keys = cache_keys(cfg)
         return {
             "is_train": is_train,
             "image_format": cfg.INPUT.FORMAT,
             "image_size": size,
             "embedding_cache_dir": cfg.INPUT.EMBEDDING_CACHE_DIR,
             "embedding_shape": (cfg.MODEL.SAM.PROMPT_EMBED_DIM, side, side),
+            "embedding_cache_keys": keys,
         }
 
     @classmethod
@@ -121,7 +135,11 @@ class WPSSAMDatasetMapper:
         try:
             image = utils.read_image(file_name, format=self.image_format)
         except Exception as e:
-            raise OSError(f"Cannot read image {file_name}: {type(e).__name__}: {e}") from e
+            raise OSError(
+                f"Cannot read image {file_name}: {type(e).__name__}: {e}. It is missing, truncated "
+                "or not an image: restore it from the dataset's archive, or remove it from the "
+                "annotation JSON (docs/TROUBLESHOOTING.md: image files stop the run)."
+            ) from e
         utils.check_image_size(dataset_dict, image)
         return image
 
@@ -151,20 +169,16 @@ class WPSSAMDatasetMapper:
         return instances
 
     def _load_embedding(self, file_name):
-        path = embedding_cache_path(self.embedding_cache_dir, file_name)
-        if not os.path.exists(path):
-            return None
-        embedding = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(embedding, torch.Tensor) or (
-            self.embedding_shape is not None and tuple(embedding.shape) != self.embedding_shape
-        ):
-            got = tuple(embedding.shape) if isinstance(embedding, torch.Tensor) else type(embedding)
-            raise ValueError(
-                f"Cached image embedding {path} has shape {got}, expected {self.embedding_shape} "
-                "for this SAM (PROMPT_EMBED_DIM x IMAGE_SIZE/PATCH_SIZE squared). The cache was "
-                "made by another SAM: delete it or point INPUT.EMBEDDING_CACHE_DIR elsewhere."
+        """The cached float32 embedding of ``file_name``, or None (the encoder computes it)."""
+        cache = self._embedding_cache
+        if cache is None or cache.cache_dir != self.embedding_cache_dir:
+            from ..embedding_cache import EmbeddingCache
+
+            cache = EmbeddingCache(
+                self.embedding_cache_dir, self.embedding_cache_keys, self.embedding_shape
             )
-        return embedding.float()
+            self._embedding_cache = cache
+        return cache.get(file_name)
 
     def __call__(self, dataset_dict):
         """
@@ -192,11 +206,16 @@ class WPSSAMDatasetMapper:
             try:
                 sem_seg = utils.read_image(sem_seg_file).astype("int64")
             except Exception as e:
-                raise OSError(f"Cannot read label map {sem_seg_file}: {e}") from e
+                raise OSError(
+                    f"Cannot read label map {sem_seg_file} of {file_name}: {type(e).__name__}: "
+                    f"{e}. Restore it (or re-run the dataset's preparation script)."
+                ) from e
             if sem_seg.ndim != 2 or sem_seg.shape != tuple(orig_hw):
                 raise ValueError(
                     f"Label map {sem_seg_file} has shape {sem_seg.shape}, expected a "
-                    f"single-channel map of the image size {tuple(orig_hw)} ({file_name})."
+                    f"single-channel map of the image size {tuple(orig_hw)} ({file_name}): the "
+                    "label map belongs to another image or was resized; re-create it with the "
+                    "dataset's preparation script."
                 )
             dataset_dict["sem_seg"] = torch.as_tensor(sem_seg)
 

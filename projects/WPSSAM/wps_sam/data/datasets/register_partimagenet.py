@@ -107,6 +107,23 @@ def _check_exists(path, what, dataset_name):
         )
 
 
+def _check_image_files(dataset_dicts, dataset_name):
+    """Stop, listing them, if image files of the dataset are missing (a cheap check of every file
+    before training or evaluation starts; see docs/TROUBLESHOOTING.md for why it stops)."""
+    missing = [
+        d["file_name"]
+        for d in dataset_dicts
+        if "://" not in d["file_name"] and not os.path.isfile(d["file_name"])
+    ]
+    if missing:
+        raise DatasetFilesMissingError(
+            f"{len(missing)} of the {len(dataset_dicts)} images of dataset '{dataset_name}' are "
+            f"missing (first: {missing[:3]}). The image folder is incomplete (an interrupted "
+            "download or extraction) or is not the one the annotation JSON describes: restore "
+            f"the files, or remove their entries from the JSON. {README_HINT}"
+        )
+
+
 def _valid_polygons(segmentation):
     """Split a COCO polygon list into (kept polygons, number dropped)."""
     kept = [p for p in segmentation if len(p) >= 6 and len(p) % 2 == 0]
@@ -157,11 +174,23 @@ def load_partimagenet_json(json_file, image_root, sem_seg_root, dataset_name=Non
                 f"differences as (id, registered, json): {diff[:5]})."
             )
 
+    id_counts = Counter(img["id"] for img in data["images"])
+    duplicates = [i for i, n in id_counts.items() if n > 1]
+    if duplicates:
+        names = [img["file_name"] for img in data["images"] if img["id"] == duplicates[0]]
+        raise ValueError(
+            f"{json_file}: {len(duplicates)} image ids are used by more than one image (first: id "
+            f"{duplicates[0]} for {names[:3]}), so their annotations cannot be assigned. Give "
+            "every image its own id (re-run the dataset's preparation script)."
+        )
     anns_per_image = {}
     for ann in data["annotations"]:
         anns_per_image.setdefault(ann["image_id"], []).append(ann)
 
     stats = Counter()
+    orphans = sum(len(v) for k, v in anns_per_image.items() if k not in id_counts)
+    if orphans:
+        stats["dropped: image_id of no image"] += orphans
     dataset_dicts = []
     for img in data["images"]:
         file_name = img["file_name"]
@@ -255,7 +284,9 @@ def register_partimagenet_style_split(
         _check_exists(json_file, "Annotation JSON", name)
         _check_exists(image_root, "Image folder", name)
         _check_exists(sem_seg_root, "Label-map folder", name)
-        return load_partimagenet_json(json_file, image_root, sem_seg_root, dataset_name=name)
+        dicts = load_partimagenet_json(json_file, image_root, sem_seg_root, dataset_name=name)
+        _check_image_files(dicts, name)
+        return dicts
 
     DatasetCatalog.register(name, _load)
     MetadataCatalog.get(name).set(

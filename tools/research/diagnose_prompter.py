@@ -1,17 +1,18 @@
 #!/usr/bin/env python
-"""Diagnostics behind the README's "Status" of the synthetic benchmark: why the prompter's
-distillation loss does not fall on CPU budgets.
+"""Research tool (not a user tool): diagnostics of why the prompter learns slowly on CPU budgets,
+outside detectron2's trainer (docs/BENCHMARK.md cites its figures).
 
     # the prompter's losses on the training set, a loop without detectron2's trainer
-    python tools/diagnose_prompter.py train --iters 600 --input embedding
-    python tools/diagnose_prompter.py train --iters 500 --input oracle MODEL.WPS_SAM.ENC_LAYERS 2
-    python tools/diagnose_prompter.py train --iters 300 --num-images 8 --lr 2e-4   # overfit
+    python tools/research/diagnose_prompter.py train --iters 600 --input embedding
+    python tools/research/diagnose_prompter.py train --iters 500 --input oracle \
+        MODEL.WPS_SAM.ENC_LAYERS 2
+    python tools/research/diagnose_prompter.py train --iters 300 --num-images 8 --lr 2e-4  # overfit
     # how much part identity the tiny SAM's embeddings carry (per-pixel probes trained on the full
     # masks: linear, 2 convs, dilated convs, attention), for a number of iterations or seconds each
-    python tools/diagnose_prompter.py probe --iters 600
-    python tools/diagnose_prompter.py probe --seconds 200 --probes 2,3
+    python tools/research/diagnose_prompter.py probe --iters 600
+    python tools/research/diagnose_prompter.py probe --seconds 200 --probes 2,3
     # how much of the constant prediction's loss a coarse localisation of the corners removes
-    python tools/diagnose_prompter.py pe-tolerance
+    python tools/research/diagnose_prompter.py pe-tolerance
 
 ``--input oracle`` replaces every image embedding by the ground-truth part label map (one-hot,
 area-downsampled to the embedding's grid, projected to 256 channels by a fixed random matrix): a
