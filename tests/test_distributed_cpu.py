@@ -91,6 +91,8 @@ def _train(root, output_dir, result_file):
         str(ITERS),
         "SOLVER.BASE_LR",
         "0.001",
+        "SOLVER.WARMUP_ITERS",
+        "0",
         "DATALOADER.ASPECT_RATIO_GROUPING",
         "False",
         "SEED",

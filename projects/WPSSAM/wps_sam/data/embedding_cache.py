@@ -405,7 +405,8 @@ def build_embedding_cache(
             preprocessing, delete its embeddings (with a warning) and rebuild it, instead of
             raising.
         shard_size: images per shard file (the most work a kill can lose).
-        num_workers: image-loading processes (default: cfg.DATALOADER.NUM_WORKERS).
+        num_workers: image-loading processes (default: cfg.DATALOADER.NUM_WORKERS, at most the
+            usable CPU cores minus one).
     Returns:
         counts over all ranks {"written", "present", "stale"}: images encoded now, images
         already cached, and cached images re-encoded because their image file changed.
@@ -445,10 +446,14 @@ def build_embedding_cache(
     mapper.embedding_cache_dir = ""  # read images, never the cache being written
     # Images are decoded and resized by loader workers while the encoder runs, and shards are
     # written by a background thread, so the build costs about what the encoder does.
+    if num_workers is None:
+        # Workers help only beside the encoder's own core(s): none when pinned to one core.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+        num_workers = min(cfg.DATALOADER.NUM_WORKERS, cores - 1)
     loader = torch.utils.data.DataLoader(
         _ImagesToEncode(mine, mapper),
         batch_size=batch_size,
-        num_workers=cfg.DATALOADER.NUM_WORKERS if num_workers is None else num_workers,
+        num_workers=num_workers,
         collate_fn=list,
     )
     was_training = model.training
