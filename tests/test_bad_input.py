@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.modeling import build_model
@@ -25,7 +24,6 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from PIL import Image
 
-from wps_sam import add_wps_sam_config
 from wps_sam.cli_config import load_wps_sam_cfg
 from wps_sam.data import WPSSAMDatasetMapper
 from wps_sam.data.datasets.register_partimagenet import (
@@ -36,30 +34,18 @@ from wps_sam.engine import CheckpointFileError, WPSSAMCheckpointer, WPSSAMPredic
 from wps_sam.modeling import SamCheckpointError, build_sam
 from wps_sam.modeling.sam_builder import sam_architecture_from_cfg
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUM_CLASSES = 3
+from tiny_wps_sam import NUM_CLASSES, REPO, save_tiny_sam_checkpoint, tiny_cfg
+
 CLASSES = ["thing head", "thing body", "thing tail"]
 
 
 # -------------------------------------------------------------------------------------------------
 # Helpers
 # -------------------------------------------------------------------------------------------------
-def tiny_cfg(**overrides):
-    cfg = get_cfg()
-    add_wps_sam_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs/tests/tiny_random_sam.yaml"))
-    cfg.MODEL.WPS_SAM.NUM_CLASSES = NUM_CLASSES
-    for key, value in overrides.items():
-        cfg.merge_from_list([key, value])
-    return cfg
-
-
 @pytest.fixture(scope="module")
 def sam_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("sam") / "tiny_sam.pth"
-    torch.save(build_sam(sam_architecture_from_cfg(tiny_cfg())).state_dict(), path)
-    return str(path)
+    """A random tiny SAM saved like an official checkpoint (a plain state dict)."""
+    return save_tiny_sam_checkpoint(tmp_path_factory.mktemp("sam"))
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import copy
 import itertools
 import math
-import os
 
 import pytest
 import torch
@@ -23,18 +22,7 @@ from wps_sam.modeling.prompter import grid_anchor_boxes
 from wps_sam.modeling.sam_builder import SamCheckpointError, sam_architecture_from_cfg
 from wps_sam.solver import build_wps_sam_optimizer, resolve_epoch_schedule
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUM_CLASSES = 3
-
-
-def tiny_cfg(**overrides):
-    cfg = get_cfg()
-    add_wps_sam_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs/tests/tiny_random_sam.yaml"))
-    cfg.MODEL.WPS_SAM.NUM_CLASSES = NUM_CLASSES
-    for key, value in overrides.items():
-        cfg.merge_from_list([key, value])
-    return cfg
+from tiny_wps_sam import NUM_CLASSES, save_tiny_sam_checkpoint, tiny_cfg
 
 
 def make_input(seed=0, h=128, w=96, num_parts=2, height=200, width=150):
@@ -51,10 +39,7 @@ def make_input(seed=0, h=128, w=96, num_parts=2, height=200, width=150):
 @pytest.fixture(scope="module")
 def sam_checkpoint(tmp_path_factory):
     """A random tiny SAM saved like an official checkpoint (a plain state dict)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("sam") / "tiny_sam.pth"
-    torch.save(build_sam(sam_architecture_from_cfg(tiny_cfg())).state_dict(), path)
-    return str(path)
+    return save_tiny_sam_checkpoint(tmp_path_factory.mktemp("sam"))
 
 
 def build(sam_checkpoint, **overrides):

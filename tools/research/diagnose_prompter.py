@@ -13,6 +13,9 @@ outside detectron2's trainer (docs/BENCHMARK.md cites its figures).
     python tools/research/diagnose_prompter.py probe --seconds 200 --probes 2,3
     # how much of the constant prediction's loss a coarse localisation of the corners removes
     python tools/research/diagnose_prompter.py pe-tolerance
+    # a trained prompter: part mIoU on training and val images, prompt spread over queries/images
+    python tools/research/diagnose_prompter.py inspect --config-file CONFIG --eval-images 100 \
+        MODEL.WEIGHTS output/.../model_final.pth
 
 ``--input oracle`` replaces every image embedding by the ground-truth part label map (one-hot,
 area-downsampled to the embedding's grid, projected to 256 channels by a fixed random matrix): a
@@ -88,22 +91,43 @@ def train(args):
             model.keep_rule, model.score_threshold = "part_score", threshold
             print(f"KEEP_RULE part_score, SCORE_THRESHOLD {threshold}:", end=" ")
             evaluate(model, cfg, args, oracle_projection)
+    prompt_spread(model, data)
+
+
+def prompt_spread(model, data, label=""):
+    """Std of the predicted prompts over the queries and over the images of ``data`` (<= 16)."""
     with torch.no_grad():
         out = model.run_prompter(torch.stack([x["image_embedding"] for x in data[:16]]).float())
     prompts = out["pred_prompts"]
     print(
-        f"prompt std over queries {prompts.std(1).mean():.4f}, "
+        f"{label}prompt std over queries {prompts.std(1).mean():.4f}, "
         f"over images {prompts.std(0).mean():.4f} (a prompter that follows the image has the "
         "second well above the ~0.01 of one that does not)"
     )
 
 
+def inspect(args):
+    """A trained model (MODEL.WEIGHTS): does it fit its training images, does it generalise, do its
+    prompts follow the image?"""
+    from wps_sam.engine import WPSSAMCheckpointer
+
+    cfg = load_wps_sam_cfg(args.config_file, args.opts)
+    model = build_model(cfg).eval()
+    WPSSAMCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    for dataset in (cfg.DATASETS.TRAIN[0], cfg.DATASETS.TEST[0]):
+        mapper = WPSSAMDatasetMapper(cfg, is_train=False)
+        data = [mapper(d) for d in DatasetCatalog.get(dataset)[:16]]
+        prompt_spread(model, data, f"{dataset}: ")
+        evaluate(model, cfg, args, dataset=dataset)
+
+
 @torch.no_grad()
-def evaluate(model, cfg, args, projection=None):
+def evaluate(model, cfg, args, projection=None, dataset=None):
     """Part mIoU (the benchmark's, :class:`PartSemSegEvaluator`) on the first ``--eval-images``
-    of the test split. With ``projection`` (oracle input) the prompter reads the oracle map of
-    each val image and SAM's decoder its real embedding; else this is the model's own inference."""
-    dataset = cfg.DATASETS.TEST[0]
+    of ``dataset`` (default: the test split). With ``projection`` (oracle input) the prompter
+    reads the oracle map of each image and SAM's decoder its real embedding; else this is the
+    model's own inference."""
+    dataset = dataset or cfg.DATASETS.TEST[0]
     mapper = WPSSAMDatasetMapper(cfg, is_train=False)
     evaluator = PartSemSegEvaluator(dataset, distributed=False)
     evaluator.reset()
@@ -264,7 +288,7 @@ def pe_tolerance(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("train", "probe", "pe-tolerance"):
+    for name in ("train", "probe", "pe-tolerance", "inspect"):
         p = sub.add_parser(name)
         p.add_argument("--config-file", default=CONFIG)
         p.add_argument("--seed", type=int, default=0)
@@ -281,6 +305,8 @@ def main():
                 help="indices of the probes to run, e.g. 2,3 (0 linear, 1 two convs, 2 dilated "
                 "convs, 3 convs + attention; default all)",
             )
+        if name == "inspect":
+            p.add_argument("--eval-images", type=int, default=100, help="images per split")
         if name == "train":
             p.add_argument("--input", choices=["embedding", "oracle"], default="embedding")
             p.add_argument("--lr", type=float, default=5e-4)
@@ -298,7 +324,8 @@ def main():
                 help="also score with TEST.KEEP_RULE part_score at these SCORE_THRESHOLDs: 0.2,0.3",
             )
     args = parser.parse_args()
-    {"train": train, "probe": probe, "pe-tolerance": pe_tolerance}[args.command](args)
+    commands = {"train": train, "probe": probe, "pe-tolerance": pe_tolerance, "inspect": inspect}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

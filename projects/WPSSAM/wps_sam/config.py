@@ -156,9 +156,6 @@ def add_wps_sam_config(cfg):
     # Also report the WPS-SAM authors' exact numbers (their merge, accuracy, row averaging and
     # 1024 frame) beside the paper protocol's; models then output instances.pred_mask_probs.
     cfg.TEST.AUTHORS_METRICS = False
-    # detectron2's SOLVER.LR_SCHEDULER_NAME is honoured; "WarmupCosineLR" (the authors': linear
-    # warmup over SOLVER.WARMUP_ITERS iterations from SOLVER.WARMUP_FACTOR, then a cosine to 0 at
-    # SOLVER.MAX_ITER) is clamped here so that the LR never rises again after MAX_ITER.
 
     add_det_sam_config(cfg)
 
