@@ -176,8 +176,10 @@ def run_pre_step(name):
     cmd = [sys.executable, *PRE_STEPS[name]]
     print(f"\n[benchmark] row {name}, first: {' '.join(cmd)}", flush=True)
     out = subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.PIPE, text=True).stdout
-    start = out.find("{")
-    return json.loads(out[start : out.rfind("}") + 1]) if start >= 0 else None
+    # The step ends by printing one indented JSON object (its first line is "{" alone); the
+    # log lines before it may hold braces too.
+    start = out.rfind("\n{\n")
+    return json.loads(out[start + 1 : out.rfind("}") + 1]) if start >= 0 else None
 
 
 def run_row(name, output_root, extra_opts, log):
