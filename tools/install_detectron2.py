@@ -55,8 +55,8 @@ def install_from_sdist():
             sys.exit(
                 f"[install_detectron2] could not fetch {SDIST_REQUIREMENT} from the package "
                 f"index:\n"
-                f"{result.stderr[-2000:]}\nInstall detectron2 yourself (see README.md, 'Install') "
-                "and run setup again."
+                f"{result.stderr[-2000:]}\nInstall detectron2 yourself (see "
+                "docs/GETTING_STARTED.md, 'Install') and run setup again."
             )
         archives = glob.glob(os.path.join(tmp, "*.tar.gz")) + glob.glob(os.path.join(tmp, "*.zip"))
         if not archives:

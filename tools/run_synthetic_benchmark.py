@@ -6,8 +6,10 @@ embeddings), then runs ``tools/train_net.py`` for each benchmark row, evaluates 
 ``synthetic_parts_val``, saves overlays of a few validation images and prints the results table.
 
     python tools/run_synthetic_benchmark.py                 # main rows (10-13 min on 2 CPU cores)
-    python tools/run_synthetic_benchmark.py --rows table    # + GT points, points, 50 queries
-    python tools/run_synthetic_benchmark.py --rows all      # + earlier recipes (paper head, ...)
+    python tools/run_synthetic_benchmark.py --rows table    # + GT points, points, 50 queries,
+                                                            #   the paper's prompter (100 epochs)
+    python tools/run_synthetic_benchmark.py --rows baselines  # Det-SAM x 2, SAM pseudo-labels
+    python tools/run_synthetic_benchmark.py --rows all      # + earlier recipes
     python tools/run_synthetic_benchmark.py --rows wps_sam_box --quick   # smoke run (tests)
 
 Every row is a plain train_net.py command, printed before it runs, so any row can be rerun alone.
@@ -135,10 +137,10 @@ PRE_STEPS = {
     ],
 }
 BASELINE_ROWS = ["det_sam_scratch", "det_sam_sam_encoder", "pseudo_label_semseg"]
-# The paper-head row ("wps_sam_box") segments nothing after 4 CPU epochs (README, synthetic
-# benchmark); the main job trains the recipe that learns most within its 15-minute budget.
+# The paper's prompter segments next to nothing at CPU budgets (docs/BENCHMARK.md); the main job
+# trains the recipe that learns most within its 15-minute budget.
 MAIN_ROWS = ["untrained_twostage", "sam_gt_box", "wps_sam_box_twostage"]
-# The rows of the README's table on the current dataset (the others are earlier recipes).
+# The WPS-SAM rows of the results table (docs/BENCHMARK.md); the others are earlier recipes.
 TABLE_ROWS = MAIN_ROWS + [
     "sam_gt_point",
     "wps_sam_point_twostage",
@@ -252,7 +254,7 @@ def main():
     parser.add_argument(
         "--rows",
         default="main",
-        help="'main', 'table', 'baselines', 'all' or names separated by ','",
+        help="groups ('main', 'table', 'baselines', 'all') and row names, separated by ','",
     )
     parser.add_argument("--output", default="output/synthetic_benchmark")
     parser.add_argument("--quick", action="store_true", help="20 iterations a row (smoke test)")
@@ -261,12 +263,15 @@ def main():
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every row")
     args = parser.parse_args()
     os.chdir(REPO)  # configs and outputs are relative to the repository root
-    rows = {
+    groups = {
         "main": MAIN_ROWS,
         "table": TABLE_ROWS,
         "baselines": BASELINE_ROWS,
         "all": list(ROWS),
-    }.get(args.rows, args.rows.split(","))
+    }
+    rows = []  # groups and row names, in the order given, each row once
+    for item in args.rows.split(","):
+        rows += [r for r in groups.get(item, [item]) if r not in rows]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise SystemExit(f"Unknown rows {unknown}; known: {list(ROWS)}")

@@ -64,7 +64,7 @@ class FusionConvBlock(nn.Module):
 
     ``dilation`` > 1 widens the 3x3 kernel's reach (a stack with dilations 1, 2, 4, 8 sees the
     whole 16x16 grid of the tiny SAM): global context that, on CPU budgets, learns part identity
-    faster than attention over the cells (README, synthetic benchmark).
+    faster than attention over the cells (docs/BENCHMARK.md).
     """
 
     def __init__(self, channels: int, dilation: int = 1):

@@ -78,7 +78,7 @@ JPEG_QUALITY = 95
 GENERATOR_VERSION = 2  # 2: object-centric images (one large object in most), as PartImageNet
 
 # P(1, 2, 3 objects in an image). Version 1 had (0.5, 0.3, 0.2) and smaller objects; its parts
-# were too small for the tiny SAM's 16x16 embedding grid (README, synthetic benchmark).
+# were too small for the tiny SAM's 16x16 embedding grid (docs/BENCHMARK.md).
 _NUM_OBJECTS_P = (0.75, 0.2, 0.05)
 _MAX_ROTATION = np.deg2rad(30.0)
 
