@@ -44,7 +44,7 @@ def _drop_frozen_sam_keys(module, state_dict, prefix, local_metadata):
 
 
 def _ignore_missing_frozen_sam_keys(module, incompatible_keys):
-    """load_state_dict post-hook: a checkpoint without SAM's weights is complete (see docs/DESIGN.md).
+    """load_state_dict post-hook: a checkpoint without SAM's weights is complete (docs/DESIGN.md).
 
     A checkpoint that lacks trainable weights of the prompter (detectron2's checkpointer also
     leaves out those whose shape differs) is refused: the model would silently keep random
