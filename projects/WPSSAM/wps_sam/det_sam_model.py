@@ -98,6 +98,7 @@ class DetSAM(nn.Module):
         mask_upsample: str = "once",
         encoder_autocast: str = "none",
         save_frozen_sam: bool = False,
+        output_mask_probs: bool = False,
     ):
         """
         Args:
@@ -113,8 +114,10 @@ class DetSAM(nn.Module):
             encoder_autocast: "none" (float32) or "bf16" (SAM's image encoder under bfloat16
                 autocast), as WPS-SAM's MODEL.SAM.ENCODER_AUTOCAST.
             save_frozen_sam: keep SAM's weights in ``state_dict()``.
+            output_mask_probs: also output ``instances.pred_mask_probs`` (the authors' metrics).
         """
         super().__init__()
+        self.output_mask_probs = output_mask_probs
         if input_format not in ("RGB", "BGR"):
             raise ValueError(
                 f"INPUT.FORMAT must be 'RGB' or 'BGR' for Det-SAM, not {input_format!r}"
@@ -175,6 +178,7 @@ class DetSAM(nn.Module):
             "mask_upsample": cfg.MODEL.WPS_SAM.TEST.MASK_UPSAMPLE,
             "encoder_autocast": cfg.MODEL.SAM.ENCODER_AUTOCAST,
             "save_frozen_sam": d.SAVE_FROZEN_SAM,
+            "output_mask_probs": cfg.TEST.AUTHORS_METRICS,
         }
 
     @property
@@ -306,7 +310,13 @@ class DetSAM(nn.Module):
             else:
                 logits = embedding.new_zeros((0, height, width))
             result = part_segmentation_result(
-                logits, classes, scores, self.num_classes, self.mask_threshold, boxes=boxes
+                logits,
+                classes,
+                scores,
+                self.num_classes,
+                self.mask_threshold,
+                boxes=boxes,
+                with_probs=self.output_mask_probs,
             )
             result["detector_instances"] = inst
             results.append(result)
