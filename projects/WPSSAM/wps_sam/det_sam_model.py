@@ -228,11 +228,7 @@ class DetSAM(nn.Module):
                 to_encode.append(i)
         if to_encode:
             images = torch.stack([self.sam_image(batched_inputs[i]) for i in to_encode])
-            if self.encoder_autocast == "bf16":
-                with torch.autocast(images.device.type, dtype=torch.bfloat16):
-                    encoded = self.sam.image_encoder(images).float()
-            else:
-                encoded = self.sam.image_encoder(images)
+            encoded = self.encode_images(images)
             for i, emb in zip(to_encode, encoded):
                 embeddings[i] = emb
         return torch.stack(embeddings)
@@ -278,7 +274,9 @@ class DetSAM(nn.Module):
                 return self.detector(batched_inputs)
         return self.inference(batched_inputs)
 
-    # SAM's mask decoding and upsampling are WPS-SAM's own (MODEL.WPS_SAM.TEST.MASK_UPSAMPLE).
+    # SAM's encoding (MODEL.SAM.ENCODER_AUTOCAST), mask decoding and upsampling are WPS-SAM's own
+    # (MODEL.WPS_SAM.TEST.MASK_UPSAMPLE).
+    encode_images = WPSSAM.encode_images
     decode_masks = WPSSAM.decode_masks
     upsample_once = WPSSAM.upsample_once
 
