@@ -148,6 +148,7 @@ def _metrics(out_dir):
     return records
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     """About 40 s on one core: a run killed (SIGKILL) after its first checkpoint and resumed
     with --resume ends with the uninterrupted run's losses, learning rates and weights."""
