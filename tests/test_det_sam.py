@@ -116,6 +116,7 @@ OUTPUT_DIR: "{out}"
 """
 
 
+@pytest.mark.slow
 def test_det_sam_end_to_end(tmp_path):
     """Train the detector 3 iterations, then Det-SAM evaluation (segmentation + box AP), then
     --eval-only from the checkpoint, then DefaultPredictor: the same outputs as WPS-SAM's."""
