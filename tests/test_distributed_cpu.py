@@ -9,6 +9,7 @@ import sys
 
 import wps_sam  # noqa: F401  isort:skip
 import numpy as np
+import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -120,6 +121,7 @@ def _train(root, output_dir, result_file):
             json.dump(losses, f)
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_batch_4_match_one_process_batch_8(tmp_path):
     _make_dataset(str(tmp_path))
     cfg = get_cfg()
