@@ -10,11 +10,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from partimagenet_fixture import make_partimagenet
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_eval_only_on_partimagenet_fixture(tmp_path):
     data_root = tmp_path / "datasets"
     make_partimagenet(str(data_root), split="val")
