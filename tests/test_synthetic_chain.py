@@ -14,6 +14,7 @@ ITERS = 600
 MARGIN = 5.0  # part mIoU points
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isfile(TINY_SAM), reason="the committed tiny SAM is missing")
 def test_trained_prompter_beats_untrained(tmp_path):
     """The main job's recipe trained from boxes on 400 images (ITERS iterations of 8) beats the
