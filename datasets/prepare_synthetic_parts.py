@@ -7,11 +7,15 @@
 Writes ``<root>/images/<split>/*.JPEG`` and ``<root>/annotations/<split>/{<split>.json, *.png}``
 (see ``wps_sam/synthetic/parts.py`` and ``datasets/README.md``); ``<root>`` defaults to
 ``$DETECTRON2_DATASETS/synthetic_parts`` (``./datasets/synthetic_parts``), where the registered
-datasets ``synthetic_parts_{train,val,test}`` look. A split whose JSON exists is skipped unless
-``--overwrite`` is given. The same arguments always give byte-identical files.
+datasets ``synthetic_parts_{train,val,test}`` look (registering them generates nothing: loading a
+missing split names this command). A split whose JSON exists is skipped unless ``--overwrite`` is
+given; one written by another version of the generator is drawn again with the settings it was
+made with (its number of images, size and seed). The same arguments always give byte-identical
+files.
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -20,10 +24,12 @@ import time
 import wps_sam  # noqa: F401  isort:skip  (compatibility layer before detectron2)
 from tabulate import tabulate
 
+from wps_sam.data.datasets.register_synthetic_parts import synthetic_parts_root
 from wps_sam.synthetic.parts import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_SEED,
     DEFAULT_SPLIT_SIZES,
+    GENERATOR_VERSION,
     SYNTHETIC_PART_CLASSES,
     generate_synthetic_parts,
     synthetic_split_paths,
@@ -32,8 +38,18 @@ from wps_sam.synthetic.parts import (
 SPLITS = ("train", "val", "test")
 
 
+def existing_settings(root, split):
+    """(version, num_images, image_size, seed) recorded by the split's JSON, or None."""
+    json_file = synthetic_split_paths(root, split)["json_file"]
+    if not os.path.isfile(json_file):
+        return None
+    with open(json_file) as f:
+        info = json.load(f).get("info", {})
+    return tuple(info.get(k) for k in ("version", "num_images", "image_size", "seed"))
+
+
 def parse_args(argv=None):
-    default_root = os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "synthetic_parts")
+    default_root = synthetic_parts_root()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--root", default=default_root, help=f"output folder (default: {default_root})")
     for split in SPLITS:
@@ -60,19 +76,29 @@ def main(argv=None):
     summaries, skipped = [], []
     for split in args.splits:
         json_file = synthetic_split_paths(args.root, split)["json_file"]
-        if os.path.isfile(json_file) and not args.overwrite:
-            skipped.append(split)
-            print(f"[{split}] {json_file} exists: skipped (pass --overwrite to regenerate).")
-            continue
-        summaries.append(
-            generate_synthetic_parts(
-                args.root,
-                split,
-                num_images=getattr(args, f"num_{split}"),
-                image_size=args.image_size,
-                seed=args.seed,
-                num_workers=args.workers,
+        settings = dict(
+            num_images=getattr(args, f"num_{split}"), image_size=args.image_size, seed=args.seed
+        )
+        existing = existing_settings(args.root, split)
+        if existing is not None and not args.overwrite:
+            version, num_images, image_size, seed = existing
+            if version == GENERATOR_VERSION:
+                skipped.append(split)
+                print(f"[{split}] {json_file} exists: skipped (pass --overwrite to regenerate).")
+                continue
+            # Derived data that this code would draw differently: redraw it as it was made.
+            settings = dict(
+                num_images=DEFAULT_SPLIT_SIZES[split] if num_images is None else num_images,
+                image_size=DEFAULT_IMAGE_SIZE if image_size is None else image_size,
+                seed=DEFAULT_SEED if seed is None else seed,
             )
+            print(
+                f"[{split}] {json_file} was written by generator version {version}, the code is "
+                f"version {GENERATOR_VERSION}: regenerating it with the settings it was made with "
+                f"({settings})."
+            )
+        summaries.append(
+            generate_synthetic_parts(args.root, split, num_workers=args.workers, **settings)
         )
     if not summaries:
         print("Nothing generated.")

@@ -13,11 +13,19 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
 
+from wps_sam.data import synthetic_parts_classes as registered_classes
 from wps_sam.data.datasets.register_partimagenet import (
     load_partimagenet_json,
     register_partimagenet_style_split,
 )
-from wps_sam.data.datasets.register_synthetic_parts import register_all_synthetic_parts
+from wps_sam.data.datasets.register_synthetic_parts import (
+    SyntheticPartsMissingError,
+    SyntheticPartsStaleError,
+    register_all_synthetic_parts,
+)
+from wps_sam.data.datasets.register_synthetic_parts import (
+    synthetic_split_paths as registered_split_paths,
+)
 from wps_sam.synthetic import parts
 from wps_sam.synthetic.part_objects import OBJECT_KINDS, build_object
 from wps_sam.synthetic.parts import (
@@ -246,7 +254,7 @@ def test_load_through_partimagenet_loader_and_catalog(synth):
     assert meta.thing_classes == SYNTHETIC_PART_CLASSES and meta.background_id == C
 
 
-def test_builtin_registration_and_generation_on_first_use(tmp_path, monkeypatch):
+def test_builtin_registration_has_no_side_effects(tmp_path):
     root = os.getenv("DETECTRON2_DATASETS", "datasets")
     for split in ("train", "val", "test"):
         meta = MetadataCatalog.get(f"synthetic_parts_{split}")
@@ -256,33 +264,61 @@ def test_builtin_registration_and_generation_on_first_use(tmp_path, monkeypatch)
         assert meta.stuff_classes == SYNTHETIC_PART_CLASSES + ["background"]
         assert meta.ignore_label == 255 and meta.evaluator_type == "sem_seg"
 
-    monkeypatch.setitem(parts.DEFAULT_SPLIT_SIZES, "val", 3)
     register_all_synthetic_parts(str(tmp_path), name_prefix="synthetic_parts_lazy")
-    json_file = synthetic_split_paths(str(tmp_path), "val")["json_file"]
-    assert not os.path.exists(json_file)  # registration reads and writes nothing
-    dicts = DatasetCatalog.get("synthetic_parts_lazy_val")  # first use generates the split
-    assert os.path.isfile(json_file) and len(dicts) == 3
-    assert (dicts[0]["height"], dicts[0]["width"]) == (parts.DEFAULT_IMAGE_SIZE,) * 2
+    assert os.listdir(tmp_path) == []  # registration reads and writes nothing
+    # Loading a split that was never generated names the command that generates it, and
+    # generates nothing either.
+    with pytest.raises(SyntheticPartsMissingError) as e:
+        DatasetCatalog.get("synthetic_parts_lazy_val")
+    assert f"python datasets/prepare_synthetic_parts.py --root {tmp_path} --splits val" in str(
+        e.value
+    )
+    assert isinstance(e.value, FileNotFoundError)
+    with pytest.raises(SyntheticPartsMissingError, match="--splits train"):
+        DatasetCatalog.get("synthetic_parts_lazy_train_320")
+    assert os.listdir(tmp_path) == []
 
-    # A split written by an older generator is drawn again, with the settings it was made with.
+    generate_synthetic_parts(str(tmp_path), "val", 3, 64, seed=2, show_progress=False)
+    dicts = DatasetCatalog.get("synthetic_parts_lazy_val")
+    assert len(dicts) == 3 and (dicts[0]["height"], dicts[0]["width"]) == (64, 64)
+
+    # A split written by an older generator is refused (its scores would not be the
+    # benchmark's), with the command that draws it again.
+    json_file = synthetic_split_paths(str(tmp_path), "val")["json_file"]
     with open(json_file) as f:
         coco = json.load(f)
     coco["info"]["version"] = parts.GENERATOR_VERSION - 1
-    coco["images"] = coco["images"][:1]
     with open(json_file, "w") as f:
         json.dump(coco, f)
-    DatasetCatalog.remove("synthetic_parts_lazy_val")
-    register_all_synthetic_parts(str(tmp_path), name_prefix="synthetic_parts_lazy")
-    assert len(DatasetCatalog.get("synthetic_parts_lazy_val")) == 3
-    with open(json_file) as f:
-        assert json.load(f)["info"]["version"] == parts.GENERATOR_VERSION
+    with pytest.raises(SyntheticPartsStaleError, match="--splits val") as e:
+        DatasetCatalog.get("synthetic_parts_lazy_val")
+    assert f"version {parts.GENERATOR_VERSION - 1}" in str(e.value)
+    for split in ("train", "val", "test"):
+        DatasetCatalog.remove(f"synthetic_parts_lazy_{split}")
+    DatasetCatalog.remove("synthetic_parts_lazy_train_320")
 
 
-def test_prepare_script(tmp_path, capsys):
+def test_registration_tables_are_the_generators():
+    """The registration's class table and split layout (data/, no generator import) are the
+    generator's."""
+    assert registered_classes.SYNTHETIC_PART_CLASSES == parts.SYNTHETIC_PART_CLASSES
+    assert registered_classes.SYNTHETIC_PART_SUPERCATEGORIES == list(
+        parts.SYNTHETIC_PART_SUPERCATEGORIES
+    )
+    for split in ("train", "val", "test"):
+        assert registered_split_paths("r", split) == synthetic_split_paths("r", split)
+
+
+def _prepare_script():
     path = os.path.join(os.path.dirname(__file__), "..", "datasets", "prepare_synthetic_parts.py")
     spec = importlib.util.spec_from_file_location("prepare_synthetic_parts", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_prepare_script(tmp_path, capsys):
+    script = _prepare_script()
     args = ["--root", str(tmp_path), "--splits", "val", "--num-val", "2", "--image-size", "64"]
     assert script.main(args + ["--workers", "0"]) == 0
     out = capsys.readouterr().out
@@ -291,3 +327,19 @@ def test_prepare_script(tmp_path, capsys):
         assert json.load(f)["info"]["image_size"] == 64
     assert script.main(args) == 0  # exists: skipped
     assert "skipped" in capsys.readouterr().out
+
+    # A split of an older generator is drawn again, with the settings it was made with (not the
+    # command line's defaults).
+    json_file = synthetic_split_paths(str(tmp_path), "val")["json_file"]
+    with open(json_file) as f:
+        coco = json.load(f)
+    coco["info"]["version"] = parts.GENERATOR_VERSION - 1
+    coco["images"] = coco["images"][:1]
+    with open(json_file, "w") as f:
+        json.dump(coco, f)
+    assert script.main(["--root", str(tmp_path), "--splits", "val", "--workers", "0"]) == 0
+    assert "regenerating it with the settings it was made with" in capsys.readouterr().out
+    with open(json_file) as f:
+        coco = json.load(f)
+    assert coco["info"]["version"] == parts.GENERATOR_VERSION
+    assert coco["info"]["image_size"] == 64 and len(coco["images"]) == 2

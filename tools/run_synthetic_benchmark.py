@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The offline main job: WPS-SAM trained and evaluated end to end on the synthetic part benchmark.
 
-Prepares what is missing (synthetic part dataset, the project's tiny SAM, the cache of its image
+Prepares what is missing (the synthetic part dataset's splits that the rows use, with
+``datasets/prepare_synthetic_parts.py``; the project's tiny SAM; the cache of its image
 embeddings), then runs ``tools/train_net.py`` for each benchmark row, evaluates on
 ``synthetic_parts_val``, saves overlays of a few validation images and prints the results table.
 
@@ -28,7 +29,15 @@ from detectron2.modeling import build_model  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from wps_sam.cli_config import load_wps_sam_cfg  # noqa: E402
+from wps_sam.data.datasets.register_synthetic_parts import (  # noqa: E402
+    SYNTHETIC_PARTS_SPLITS,
+    SyntheticPartsMissingError,
+    SyntheticPartsStaleError,
+    check_synthetic_split,
+    synthetic_parts_root,
+)
 from wps_sam.data.embedding_cache import build_embedding_cache  # noqa: E402
+from wps_sam.engine.prediction_overlays import visualize  # noqa: E402
 from wps_sam.metrics_plot import plot_metrics  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,6 +172,35 @@ TINY_SAM_RECIPE = [
 ]
 
 
+def synthetic_splits(dataset_names):
+    """The synthetic splits (train/val/test) that ``dataset_names`` read, in first-use order."""
+    splits = []
+    for name in dataset_names:
+        for split in SYNTHETIC_PARTS_SPLITS:
+            prefix = f"synthetic_parts_{split}"
+            if (name == prefix or name.startswith(prefix + "_")) and split not in splits:
+                splits.append(split)
+    return splits
+
+
+def ensure_synthetic_parts(splits):
+    """Generate the splits that are missing or stale (datasets/prepare_synthetic_parts.py with
+    its defaults; registering the datasets generates nothing)."""
+    root = synthetic_parts_root()
+    todo = []
+    for split in splits:
+        try:
+            check_synthetic_split(root, split)
+        except (SyntheticPartsMissingError, SyntheticPartsStaleError) as e:
+            print(f"    {str(e).splitlines()[0]}")
+            todo.append(split)
+    if todo:
+        cmd = [sys.executable, "datasets/prepare_synthetic_parts.py", "--root", root]
+        cmd += ["--splits", *todo]
+        print(f"[benchmark] generating: {' '.join(cmd[1:])}", flush=True)
+        subprocess.run(cmd, cwd=REPO, check=True)
+
+
 def ensure_tiny_sam(cfg):
     ckpt = os.path.join(REPO, cfg.MODEL.SAM.CHECKPOINT)
     if os.path.isfile(ckpt):
@@ -281,7 +319,14 @@ def main():
     os.makedirs(os.path.join(REPO, output_root), exist_ok=True)
 
     base = load_cfg(ROWS["wps_sam_box"][0], extra)
-    print("[benchmark] 1/4 synthetic part dataset (generated on first use)")
+    print("[benchmark] 1/4 synthetic part dataset (datasets/prepare_synthetic_parts.py)")
+    used = list(base.DATASETS.TRAIN) + list(base.DATASETS.TEST)
+    for name in rows:
+        row_cfg = load_cfg(ROWS[name][0], extra)
+        used += list(row_cfg.DATASETS.TRAIN) + list(row_cfg.DATASETS.TEST)
+        step = PRE_STEPS.get(name, [])
+        used += [step[i + 1] for i, a in enumerate(step) if a == "--dataset"]
+    ensure_synthetic_parts(synthetic_splits(used))
     for name in list(base.DATASETS.TRAIN) + list(base.DATASETS.TEST):
         print(f"    {name}: {len(DatasetCatalog.get(name))} images")
     print("[benchmark] 2/4 tiny SAM checkpoint")
@@ -303,8 +348,6 @@ def main():
             results[name]["metrics_plot"] = plot_metrics(os.path.join(REPO, out_dir))
             print(f"    curves: {results[name]['metrics_plot']}")
         if args.num_overlays > 0:
-            from visualize_predictions import visualize  # tools/ is on sys.path as the script dir
-
             trained = (
                 [] if ROWS[name][1] else ["MODEL.WEIGHTS", os.path.join(out_dir, "model_final.pth")]
             )

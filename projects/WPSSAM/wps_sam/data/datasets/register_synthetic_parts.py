@@ -1,46 +1,52 @@
-"""The synthetic part benchmark (:mod:`wps_sam.synthetic.parts`) in detectron2's catalogs.
+"""The synthetic part benchmark in detectron2's catalogs (registration only, nothing generated).
 
-Registered splits: ``synthetic_parts_train``, ``synthetic_parts_val``, ``synthetic_parts_test``, in
-the PartImageNet layout under ``$DETECTRON2_DATASETS/synthetic_parts`` (default
-``./datasets/synthetic_parts``), through the same loader as PartImageNet. A split whose JSON is
-missing is generated with the default settings (:data:`DEFAULT_SPLIT_SIZES` images of
-:data:`DEFAULT_IMAGE_SIZE` px, seed :data:`DEFAULT_SEED`) the first time the dataset is used;
-``datasets/prepare_synthetic_parts.py`` generates it with other settings.
+Registered splits: ``synthetic_parts_train``, ``synthetic_parts_val``, ``synthetic_parts_test`` and
+``synthetic_parts_train_320``, in the PartImageNet layout under
+``$DETECTRON2_DATASETS/synthetic_parts`` (default ``./datasets/synthetic_parts``), through the same
+loader as PartImageNet. Registering reads and writes nothing; the data is made by
+
+    python datasets/prepare_synthetic_parts.py      # 2000/300/300 images of 256 px, seed 0
+
+(``make main`` / ``tools/run_synthetic_benchmark.py`` run it for the splits they use). Loading a
+split that was not generated raises :class:`SyntheticPartsMissingError`, and loading one written
+by another version of the generator (:data:`wps_sam.synthetic.parts.GENERATOR_VERSION`: its
+scores would not be the benchmark's) raises :class:`SyntheticPartsStaleError`; both name the
+command that (re)generates the split.
 """
 
 import json
-import logging
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from wps_sam.synthetic.parts import (
-    DEFAULT_IMAGE_SIZE,
-    DEFAULT_SEED,
-    DEFAULT_SPLIT_SIZES,
-    GENERATOR_VERSION,
-    SYNTHETIC_PART_CLASSES,
-    SYNTHETIC_PART_SUPERCATEGORIES,
-    generate_synthetic_parts,
-    synthetic_split_paths,
-)
-
-from .register_partimagenet import register_partimagenet_style_split
+from ..synthetic_parts_classes import SYNTHETIC_PART_CLASSES, SYNTHETIC_PART_SUPERCATEGORIES
+from .register_partimagenet import DatasetFilesMissingError, register_partimagenet_style_split
 
 __all__ = [
     "SYNTHETIC_PART_CLASSES",
     "SYNTHETIC_PARTS_SPLITS",
     "SYNTHETIC_TRAIN_SUBSETS",
+    "SyntheticPartsMissingError",
+    "SyntheticPartsStaleError",
+    "check_synthetic_split",
+    "prepare_command",
     "register_all_synthetic_parts",
     "synthetic_parts_root",
+    "synthetic_split_paths",
 ]
-
-logger = logging.getLogger(__name__)
 
 SYNTHETIC_PARTS_SPLITS = ("train", "val", "test")
 # ``<prefix>_train_<n>``: the first n training images (same files, same embedding cache), for
 # recipes that need many epochs within a CPU budget (the paper's prompter at ~100 epochs).
 SYNTHETIC_TRAIN_SUBSETS = (320,)
+
+
+class SyntheticPartsMissingError(DatasetFilesMissingError):
+    """A synthetic split is used but was never generated (its JSON is missing)."""
+
+
+class SyntheticPartsStaleError(ValueError):
+    """A synthetic split on disk was drawn by another version of the generator."""
 
 
 def synthetic_parts_root(datasets_root=None):
@@ -50,44 +56,53 @@ def synthetic_parts_root(datasets_root=None):
     return os.path.join(datasets_root, "synthetic_parts")
 
 
-def _generate_if_missing(root, split):
-    """The ``before_load`` of a split: generate it with the defaults if its JSON is missing."""
+def synthetic_split_paths(root, split):
+    """Paths of one split under ``root`` (the PartImageNet layout the generator writes): dict with
+    image_root, json_file, sem_seg_root."""
+    ann_dir = os.path.join(root, "annotations", split)
+    return {
+        "image_root": os.path.join(root, "images", split),
+        "json_file": os.path.join(ann_dir, f"{split}.json"),
+        "sem_seg_root": ann_dir,
+    }
 
-    def before_load():
-        json_file = synthetic_split_paths(root, split)["json_file"]
-        if not os.path.isfile(json_file):
-            logger.info(
-                f"synthetic_parts_{split}: {json_file} not found; generating the split with the "
-                f"default settings ({DEFAULT_SPLIT_SIZES[split]} images of {DEFAULT_IMAGE_SIZE} "
-                f"px, seed {DEFAULT_SEED}). Use datasets/prepare_synthetic_parts.py for other "
-                "settings."
-            )
-            generate_synthetic_parts(root, split, seed=DEFAULT_SEED)
-            return
-        with open(json_file) as f:
-            info = json.load(f).get("info", {})
-        version = info.get("version")
-        if version != GENERATOR_VERSION:
-            # Derived data that this code would draw differently: scores on it would not be the
-            # benchmark's. Redraw it with the settings it was made with.
-            logger.warning(
-                f"synthetic_parts_{split}: {json_file} was written by generator version {version}, "
-                f"the code is version {GENERATOR_VERSION}: regenerating the split (seed "
-                f"{info.get('seed', DEFAULT_SEED)}, {info.get('num_images')} images)."
-            )
-            generate_synthetic_parts(
-                root,
-                split,
-                num_images=info.get("num_images", DEFAULT_SPLIT_SIZES[split]),
-                image_size=info.get("image_size", DEFAULT_IMAGE_SIZE),
-                seed=info.get("seed", DEFAULT_SEED),
-            )
 
-    return before_load
+def prepare_command(root, split):
+    """The command that generates (or regenerates) ``split`` under ``root``."""
+    return f"python datasets/prepare_synthetic_parts.py --root {root} --splits {split}"
+
+
+def check_synthetic_split(root, split, dataset_name=None):
+    """Raise, naming the command that fixes it, unless ``split`` under ``root`` was generated by
+    this version of the generator. Reads only the split's JSON ``info``."""
+    from wps_sam.synthetic.parts import GENERATOR_VERSION  # the generator's, only when loading
+
+    name = dataset_name or f"synthetic_parts_{split}"
+    json_file = synthetic_split_paths(root, split)["json_file"]
+    if not os.path.isfile(json_file):
+        raise SyntheticPartsMissingError(
+            f"Dataset '{name}' is not generated: {json_file} not found (registering a dataset "
+            f"never generates it). Generate it with:\n    {prepare_command(root, split)}\n"
+            "(defaults: 2000/300/300 train/val/test images of 256 px, seed 0; `make main` "
+            "generates what it uses). See datasets/README.md."
+        )
+    with open(json_file) as f:
+        info = json.load(f).get("info", {})
+    version = info.get("version")
+    if version != GENERATOR_VERSION:
+        raise SyntheticPartsStaleError(
+            f"Dataset '{name}' ({json_file}) was written by version {version} of the synthetic "
+            f"generator; the code draws version {GENERATOR_VERSION}, so scores on it would not be "
+            "the benchmark's. Regenerate it (with the settings it was made with: "
+            f"{info.get('num_images')} images of {info.get('image_size')} px, seed "
+            f"{info.get('seed')}) with:\n    {prepare_command(root, split)}"
+        )
 
 
 def register_all_synthetic_parts(root=None, name_prefix="synthetic_parts"):
-    """Register ``<name_prefix>_{train,val,test}`` for the synthetic part dataset at ``root``.
+    """Register ``<name_prefix>_{train,val,test}`` (and the training subsets) for the synthetic
+    part dataset at ``root``. Reads and writes nothing: loading a split checks it
+    (:func:`check_synthetic_split`).
 
     Args:
         root (str or None): dataset folder (holding ``images/`` and ``annotations/``); None =
@@ -106,13 +121,20 @@ def register_all_synthetic_parts(root=None, name_prefix="synthetic_parts"):
             json_file=paths["json_file"],
             sem_seg_root=paths["sem_seg_root"],
             class_names=SYNTHETIC_PART_CLASSES,
-            before_load=_generate_if_missing(root, split),
+            before_load=_checker(root, split, name),
             dataset_family="synthetic_parts",
             part_supercategories=list(SYNTHETIC_PART_SUPERCATEGORIES),
             dataset_root=root,
         )
     for size in SYNTHETIC_TRAIN_SUBSETS:
         _register_train_subset(f"{name_prefix}_train", size)
+
+
+def _checker(root, split, name):
+    def before_load():
+        check_synthetic_split(root, split, name)
+
+    return before_load
 
 
 def _register_train_subset(full_name, size):
@@ -125,7 +147,8 @@ def _register_train_subset(full_name, size):
         if len(dicts) < size:
             raise ValueError(
                 f"{name} needs {size} images but {full_name} has {len(dicts)}: regenerate it "
-                "with datasets/prepare_synthetic_parts.py --num-train >= {size}"
+                f"with datasets/prepare_synthetic_parts.py --num-train {size} (or more) "
+                "--splits train --overwrite"
             )
         return dicts[:size]
 
