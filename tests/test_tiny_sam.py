@@ -1,6 +1,8 @@
-"""The generic-shape generator and the class-agnostic pre-training of the project's tiny SAM."""
+"""The pre-training streams (generic shapes, v2's part objects) and the class-agnostic
+pre-training of the project's tiny SAM."""
 
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -11,8 +13,16 @@ from detectron2.config import get_cfg
 
 from wps_sam.config import add_wps_sam_config
 from wps_sam.modeling.sam_builder import SamArchitecture, build_sam, sam_architecture_from_cfg
-from wps_sam.synthetic.generic_shapes import GenericShapesConfig, generate_generic_sample
-from wps_sam.synthetic.tiny_sam_training import (
+from wps_sam.synthetic.parts import DEFAULT_SPLIT_SIZES, render_synthetic_image
+from wps_sam.tiny_sam.generic_shapes import GenericShapesConfig, generate_generic_sample
+from wps_sam.tiny_sam.pretraining_data import (
+    GRANULARITIES,
+    PRETRAINING_SPLIT,
+    PretrainingStreamConfig,
+    generate_pretraining_sample,
+    part_object_sample,
+)
+from wps_sam.tiny_sam.training import (
     PromptSamplingConfig,
     build_training_batch,
     evaluate_prompted_sam,
@@ -135,7 +145,7 @@ def test_train_save_and_reload_through_the_official_loader(tmp_path):
 
 
 def test_curriculum_draws_the_first_steps_from_the_easy_distribution(monkeypatch):
-    from wps_sam.synthetic import tiny_sam_training
+    from wps_sam.tiny_sam import training as tiny_sam_training
 
     drawn = []
     real = tiny_sam_training.generate_generic_sample
@@ -169,3 +179,78 @@ def test_committed_tiny_sam_checkpoint_segments_held_out_shapes():
         sam, HELD_OUT_SEED, num_images=8, data_cfg=GenericShapesConfig(cfg.MODEL.SAM.IMAGE_SIZE)
     )
     assert metrics["box_miou"] > BOX_MIOU_FLOOR, metrics
+
+
+def test_pretraining_split_is_disjoint_from_every_benchmark_split():
+    """v2's part-object images come from their own split name, never a benchmark split's: their
+    generator seeds differ from train/val/test's (and their subsets', which are train images)."""
+    benchmark = set(DEFAULT_SPLIT_SIZES) | {"train", "val", "test"}
+    assert PRETRAINING_SPLIT not in benchmark
+    crc = zlib.crc32(PRETRAINING_SPLIT.encode("utf-8"))
+    assert crc not in {zlib.crc32(name.encode("utf-8")) for name in benchmark}
+    cfg = PretrainingStreamConfig(part_image_prob=1.0, jpeg_quality=0)
+    for index in range(3):
+        pre = part_object_sample(0, index, cfg)["image"]
+        for split in ("train", "val", "test"):
+            rng = np.random.default_rng([0, zlib.crc32(split.encode("utf-8")), index])
+            assert not np.array_equal(pre, render_synthetic_image(rng, 256)["image"])
+
+
+def test_pretraining_targets_cover_parts_groups_and_objects_without_class_labels():
+    cfg = PretrainingStreamConfig(part_image_prob=1.0)
+    seen = set()
+    for index in range(8):
+        s = part_object_sample(0, index, cfg)
+        assert set(s) == {"image", "masks", "boxes", "is_union", "point_ok", "granularity"}
+        k, (h, w) = len(s["masks"]), s["image"].shape[:2]
+        assert s["masks"].shape == (k, h, w) and s["boxes"].shape == (k, 4)
+        g = s["granularity"]
+        seen |= {GRANULARITIES[c] for c in g}
+        parts = s["masks"][g == GRANULARITIES.index("part")]
+        assert parts.sum(0).max() <= 1  # visible part regions never overlap
+        for obj in s["masks"][g == GRANULARITIES.index("object")]:
+            inside = parts[(parts & obj).any((1, 2))]
+            np.testing.assert_array_equal(obj, inside.any(0))  # an object = union of its parts
+        np.testing.assert_array_equal(s["is_union"], g != GRANULARITIES.index("part"))
+        assert not s["point_ok"][g == GRANULARITIES.index("group")].any()
+    assert seen == {"part", "group", "object"}
+    mixed = [generate_pretraining_sample(0, i, PretrainingStreamConfig()) for i in range(20)]
+    kinds = {GRANULARITIES[c] for m in mixed for c in m["granularity"]}
+    assert {"part", "shape"} <= kinds
+    a, b = generate_pretraining_sample(1, 5), generate_pretraining_sample(1, 5)
+    for key in ("image", "masks", "granularity"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_point_prompts_on_unions_supervise_only_the_multimask_outputs():
+    sample = part_object_sample(0, 1, PretrainingStreamConfig(part_image_prob=1.0, image_size=256))
+    batch = build_training_batch(
+        [sample], np.random.default_rng(0), PromptSamplingConfig(max_points=50), 256
+    )[0]
+    point_ok = sample["point_ok"]
+    assert len(batch["points"]) == point_ok.sum()
+    assert batch["point_single"].sum() == (point_ok & ~sample["is_union"]).sum()
+
+
+def test_training_on_the_v2_stream_checkpoints_as_it_goes(tmp_path):
+    arch = _micro_arch()
+    torch.manual_seed(0)
+    sam = build_sam(arch)
+    stream = PretrainingStreamConfig(image_size=64, generic=GenericShapesConfig(image_size=64))
+    written = []
+
+    def save(model, history):
+        written.append(history[-1]["step"] if history else 0)
+
+    history = train_tiny_sam(
+        sam, max_steps=4, batch_size=2, seed=3, data_cfg=GenericShapesConfig(image_size=64),
+        log_period=2, show_progress=False, checkpoint_fn=save, checkpoint_period=2,
+        sample_fn=lambda seed, i: generate_pretraining_sample(seed, i, stream),
+    )  # fmt: skip
+    assert [h["step"] for h in history] == [2, 4] and written == [2, 4, 4]
+    metrics = evaluate_prompted_sam(
+        sam, 7, 4, GenericShapesConfig(image_size=64),
+        sample_fn=lambda seed, i: generate_pretraining_sample(seed, i, stream),
+    )  # fmt: skip
+    assert 0.0 <= metrics["box_miou"] <= 1.0
+    assert any(k.startswith("box_miou_") and k[9:] in GRANULARITIES for k in metrics)

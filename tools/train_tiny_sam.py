@@ -1,5 +1,10 @@
 #!/usr/bin/env python
-"""Pre-train the project's tiny SAM on generic random shapes (class-agnostic, CPU) and save it.
+"""Pre-train the project's tiny SAM class-agnostically (CPU) and save it.
+
+``--data v2`` (the default, tiny SAM v2): part objects of every kind at every granularity (parts,
+groups of parts, whole objects) and generic shapes, from a split no benchmark split uses
+(:mod:`wps_sam.tiny_sam.pretraining_data`); ``--data generic``: generic random shapes only (v1).
+No class label is ever used.
 
 The architecture comes from the MODEL.SAM keys of ``--config-file`` (default
 ``configs/synthetic/Base-TinySAM.yaml``); the checkpoint is written, as a float16 state dict in
@@ -7,17 +12,12 @@ the official ``sam_vit_*.pth`` layout, to ``--output`` (default: the config's MO
 relative to the repository root). It is then reloaded through ``build_sam`` (the code that loads
 official SAM checkpoints) and evaluated on held-out generic images with box and point prompts.
 
-Example (the committed checkpoint)::
-
-    python tools/train_tiny_sam.py --max-steps 1500 --seed 0
-
-Continued pre-training (a second cycle on a new stretch of the generic stream)::
-
-    python tools/train_tiny_sam.py --init-checkpoint checkpoints/tiny_sam_256.pth --seed 1 \
-        --easy-fraction 0 --max-steps 1500 --output checkpoints/tiny_sam_256_c2.pth
+The commands of every committed or documented checkpoint are in docs/MODEL_ZOO.md.
 """
 
 import argparse
+import functools
+import json
 import logging
 import os
 import sys
@@ -31,8 +31,9 @@ from detectron2.utils.logger import setup_logger
 
 from wps_sam.config import add_wps_sam_config
 from wps_sam.modeling.sam_builder import build_sam, sam_architecture_from_cfg
-from wps_sam.synthetic.generic_shapes import GenericShapesConfig
-from wps_sam.synthetic.tiny_sam_training import (
+from wps_sam.tiny_sam.generic_shapes import GenericShapesConfig
+from wps_sam.tiny_sam.pretraining_data import PretrainingStreamConfig, generate_pretraining_sample
+from wps_sam.tiny_sam.training import (
     PromptSamplingConfig,
     evaluate_prompted_sam,
     save_sam_state_dict,
@@ -43,7 +44,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "synthetic", "Base-TinySAM.yaml")
 # Held-out images come from another stream than any training seed can reach.
 EVAL_SEED_OFFSET = 1_000_000
-MAX_CHECKPOINT_BYTES = 10_000_000
+MAX_CHECKPOINT_BYTES = 25_000_000
 
 logger = logging.getLogger("wps_sam.train_tiny_sam")
 
@@ -65,6 +66,18 @@ def parse_args(argv=None):
         default=0.3,
         help="fraction of the steps (the first ones) on easy images: 1-4 large stand-alone shapes",
     )
+    p.add_argument(
+        "--data",
+        choices=["v2", "generic"],
+        default="v2",
+        help="v2: part objects (parts, groups, objects) + generic shapes; generic: shapes only (v1)",
+    )
+    p.add_argument(
+        "--part-image-prob",
+        type=float,
+        default=0.7,
+        help="--data v2: fraction of part-object images (the rest are generic shapes)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the data stream and the init")
     p.add_argument(
         "--init-checkpoint",
@@ -76,6 +89,18 @@ def parse_args(argv=None):
     p.add_argument("--eval-images", type=int, default=200, help="held-out images at the end")
     p.add_argument(
         "--eval-period", type=int, default=0, help="evaluate on 48 held-out images every N steps"
+    )
+    p.add_argument(
+        "--eval-images-period", type=int, default=48, help="held-out images of each periodic eval"
+    )
+    p.add_argument(
+        "--checkpoint-period",
+        type=int,
+        default=0,
+        help="write the checkpoint and the curve every N steps (a killed run keeps its last one)",
+    )
+    p.add_argument(
+        "--history", default="", help="JSON file for the curve (default: <output>.history.json)"
     )
     p.add_argument("--log-period", type=int, default=25)
     p.add_argument(
@@ -144,9 +169,25 @@ def main(argv=None):
 
     data_cfg = GenericShapesConfig(image_size=arch.image_size)
     eval_seed = args.seed + EVAL_SEED_OFFSET
+    sample_fn = None
+    if args.data == "v2":
+        stream = PretrainingStreamConfig(
+            image_size=arch.image_size, part_image_prob=args.part_image_prob, generic=data_cfg
+        )
+        sample_fn = functools.partial(generate_pretraining_sample, cfg=stream)
+    history_path = args.history or os.path.splitext(output)[0] + ".history.json"
 
     def quick_eval(model):
-        return evaluate_prompted_sam(model, eval_seed, 48, data_cfg)
+        return evaluate_prompted_sam(
+            model, eval_seed, args.eval_images_period, data_cfg, sample_fn=sample_fn
+        )
+
+    def write_checkpoint(model, history):
+        save_sam_state_dict(model, output, half=not args.fp32)
+        record = {"command": sys.argv[1:], "data": args.data, "history": history}
+        with open(history_path, "w") as f:
+            json.dump(record, f, indent=1)
+        logger.info(f"Checkpoint {output} and curve {history_path} written")
 
     start = time.perf_counter()
     history = train_tiny_sam(
@@ -168,6 +209,9 @@ def main(argv=None):
         easy_fraction=args.easy_fraction,
         # A continued run keeps the trained positional embedding.
         sincos_position_init=not args.init_checkpoint,
+        sample_fn=sample_fn,
+        checkpoint_fn=write_checkpoint if args.checkpoint_period else None,
+        checkpoint_period=args.checkpoint_period,
     )
     steps_done = history[-1]["step"] if history else 0
     train_time = time.perf_counter() - start
@@ -184,9 +228,27 @@ def main(argv=None):
     # Evaluate what was written, loaded the way official SAM checkpoints are.
     reloaded = build_sam(arch, output)
     metrics = evaluate_prompted_sam(
-        reloaded, eval_seed, args.eval_images, data_cfg, show_progress=not args.no_progress
+        reloaded,
+        eval_seed,
+        args.eval_images,
+        data_cfg,
+        show_progress=not args.no_progress,
+        sample_fn=sample_fn,
     )
-    logger.info(f"Held-out ({args.eval_images} generic images, seed {eval_seed}): " + _fmt(metrics))
+    if args.data == "v2":  # v1's own held-out stream too, to compare with v1 on its own data
+        generic = evaluate_prompted_sam(reloaded, eval_seed, args.eval_images, data_cfg)
+        metrics.update({f"generic_{k}": v for k, v in generic.items()})
+    with open(history_path, "w") as f:
+        json.dump(
+            {"command": sys.argv[1:], "data": args.data, "history": history, "final": metrics},
+            f,
+            indent=1,
+        )
+    logger.info(
+        f"Held-out ({args.eval_images} {args.data} images, seed {eval_seed}): " + _fmt(metrics)
+    )
+    for k, v in sorted(metrics.items()):
+        logger.info(f"  {k}: {v:.4f}")
     print(
         f"RESULT box_miou={metrics['box_miou']:.4f} "
         f"center_point_miou={metrics['center_point_miou']:.4f} "

@@ -168,16 +168,19 @@ def render_synthetic_image(rng, image_size=DEFAULT_IMAGE_SIZE):
             "instance_map": int32 H x W, index into "instance_classes" of the part instance that is
                 visible at each pixel, -1 where none is,
             "instance_classes": list[int], the part class of each drawn part instance (a fully
-                occluded instance stays in this list but has no pixel in "instance_map").
+                occluded instance stays in this list but has no pixel in "instance_map"),
+            "instance_objects": list[int], the index of the object each part instance belongs to
+                (objects in drawing order), so that whole objects are unions of their parts.
     """
     height, width = (image_size, image_size) if np.isscalar(image_size) else image_size
     height, width = int(height), int(width)
     image = draw_background(rng, height, width)
     label = np.full((height, width), BACKGROUND_ID, dtype=np.uint8)
     instance_map = np.full((height, width), -1, dtype=np.int32)
-    instance_classes = []
+    instance_classes, instance_objects = [], []
 
-    for kind, scale, center, rotation, flip in _object_placements(rng, height, width):
+    placements = _object_placements(rng, height, width)
+    for object_index, (kind, scale, center, rotation, flip) in enumerate(placements):
         pieces = build_object(rng, kind)
         # Pieces of one class in one object (two wheels) share a base colour; textures differ.
         classes = list(dict.fromkeys(p.class_id for p in pieces))
@@ -189,6 +192,7 @@ def render_synthetic_image(rng, image_size=DEFAULT_IMAGE_SIZE):
             tex = random_texture(rng, base)
             k = len(instance_classes)
             instance_classes.append(piece.class_id)
+            instance_objects.append(object_index)
             if piece.clip_to is None:
                 raster = _raster(piece.polygons, placement, height, width)
             else:
@@ -232,6 +236,7 @@ def render_synthetic_image(rng, image_size=DEFAULT_IMAGE_SIZE):
         "label": label,
         "instance_map": instance_map,
         "instance_classes": instance_classes,
+        "instance_objects": instance_objects,
     }
 
 

@@ -1,4 +1,4 @@
-"""Class-agnostic promptable pre-training of the project's tiny SAM on generic random shapes.
+"""Class-agnostic promptable pre-training of the project's tiny SAM.
 
 As SAM was trained: a prompt (a jittered box, a random point inside the target, or the box
 centre) and the image embedding go through SAM's prompt encoder and mask decoder; the predicted
@@ -11,7 +11,9 @@ dice + class-balanced BCE (see ``_mask_losses`` for why not SAM's focal + dice),
 encoder's position embedding starts from 2D sine-cosines
 (see :func:`init_sincos_position_embedding_`).
 
-The training data is :mod:`wps_sam.synthetic.generic_shapes`; the model never sees part data.
+Tiny SAM v1 was trained on :mod:`wps_sam.tiny_sam.generic_shapes` alone; v2 on
+:mod:`wps_sam.tiny_sam.pretraining_data` (part objects of every kind at every granularity, and
+generic shapes, from a split that no benchmark split uses). The model never sees a class label.
 """
 
 import logging
@@ -26,6 +28,7 @@ from segment_anything.modeling import Sam
 from tqdm import tqdm
 
 from .generic_shapes import GenericShapesConfig, generate_generic_sample
+from .pretraining_data import GRANULARITIES
 
 __all__ = [
     "PromptSamplingConfig",
@@ -102,7 +105,10 @@ def build_training_batch(
         "boxes": float ``Nb x 4`` XYXY (possibly jittered) box prompts,
         "box_masks": float ``Nb x S x S`` targets of the box prompts (S = ``image_size``, padded),
         "points": float ``Np x 1 x 2`` (x, y) point prompts,
-        "point_masks": float ``Np x S x S`` targets of the point prompts.
+        "point_masks": float ``Np x S x S`` targets of the point prompts,
+        "point_single": float ``Np``, 1 where the point's single-mask output is supervised too
+            (a target that is one region), 0 for unions (only the best multimask output).
+    Point prompts go to the targets of ``s["point_ok"]`` (default: those that are not unions).
     """
     out = []
     for s in samples:
@@ -120,7 +126,7 @@ def build_training_batch(
             if b[2] - b[0] < 1 or b[3] - b[1] < 1:
                 b = boxes[box_ids[j]]
             jittered[j] = b
-        candidates = np.nonzero(~is_union)[0]
+        candidates = np.nonzero(s.get("point_ok", ~is_union))[0]
         point_ids = rng.permutation(candidates)[: prompts.max_points]
         points = np.zeros((len(point_ids), 1, 2), np.float32)
         for j, i in enumerate(point_ids):
@@ -136,6 +142,7 @@ def build_training_batch(
                 "box_masks": torch.from_numpy(padded[box_ids]),
                 "points": torch.from_numpy(points),
                 "point_masks": torch.from_numpy(padded[point_ids]),
+                "point_single": torch.from_numpy((~is_union[point_ids]).astype(np.float32)),
             }
         )
     return out
@@ -245,7 +252,9 @@ def sam_training_loss(
             box_ious.append(actual_iou[:nb, 0])
         if len(masks) > nb:
             losses = _mask_losses(masks[nb:], target[nb:])
-            point_terms.append(losses[:, 1:].min(dim=1).values + losses[:, 0])
+            single = b.get("point_single")
+            single_term = losses[:, 0] if single is None else single * losses[:, 0]
+            point_terms.append(losses[:, 1:].min(dim=1).values + single_term)
             iou_terms.append(F.mse_loss(iou_pred[nb:], actual_iou[nb:], reduction="none"))
     box_loss = torch.cat(box_terms).mean() if box_terms else embeddings.sum() * 0
     point_loss = torch.cat(point_terms).mean() if point_terms else embeddings.sum() * 0
@@ -314,6 +323,9 @@ def train_tiny_sam(
     sincos_position_init: bool = True,
     easy_data_cfg: Optional[GenericShapesConfig] = None,
     easy_fraction: float = 0.0,
+    sample_fn: Optional[Callable[[int, int], Dict]] = None,
+    checkpoint_fn: Optional[Callable[[Sam, List[Dict[str, float]]], None]] = None,
+    checkpoint_period: int = 0,
 ) -> List[Dict[str, float]]:
     """Train ``sam`` (all of it) for ``max_steps`` AdamW steps on the generic-shape stream ``seed``.
 
@@ -323,8 +335,13 @@ def train_tiny_sam(
     that ends past it (with a warning, since the run then depends on the machine's speed).
     A curriculum: the first ``easy_fraction`` of the steps draw their images with
     ``easy_data_cfg`` (for example fewer, larger, stand-alone shapes), the rest with ``data_cfg``.
-    Returns the logged history (one dict of averaged losses per ``log_period`` steps); the last
-    record's "step" is the number of steps done.
+    ``sample_fn(seed, index)``, when given, draws the images instead of the generic-shape stream
+    (and the curriculum), e.g. :func:`wps_sam.tiny_sam.pretraining_data.generate_pretraining_sample`.
+    ``checkpoint_fn(sam, history)`` is called every ``checkpoint_period`` steps and at the end, so
+    that a run stopped early keeps its last checkpoint and its curve.
+    Returns the logged history (one dict of averaged losses per ``log_period`` steps, with the
+    held-out metrics of ``eval_fn`` where they were measured); the last record's "step" is the
+    number of steps done.
     """
     if data_cfg.image_size != sam.image_encoder.img_size:
         raise ValueError(
@@ -352,10 +369,13 @@ def train_tiny_sam(
         step_cfg = data_cfg
         if easy_data_cfg is not None and step < easy_fraction * max_steps:
             step_cfg = easy_data_cfg
-        samples = [
-            generate_generic_sample(seed, step * batch_size + j, step_cfg)
-            for j in range(batch_size)
-        ]
+        if sample_fn is not None:
+            samples = [sample_fn(seed, step * batch_size + j) for j in range(batch_size)]
+        else:
+            samples = [
+                generate_generic_sample(seed, step * batch_size + j, step_cfg)
+                for j in range(batch_size)
+            ]
         batch = build_training_batch(samples, rng, prompts, data_cfg.image_size)
         losses = sam_training_loss(sam, batch)
         opt.zero_grad(set_to_none=True)
@@ -393,6 +413,10 @@ def train_tiny_sam(
                 f"step {step + 1}: held-out "
                 + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             )
+            if history and history[-1]["step"] == step + 1:
+                history[-1].update({f"heldout_{k}": v for k, v in metrics.items()})
+        if checkpoint_fn is not None and checkpoint_period and (step + 1) % checkpoint_period == 0:
+            checkpoint_fn(sam, history)
         if time_limit_s and time.perf_counter() - start > time_limit_s and step + 1 < max_steps:
             logger.warning(
                 f"Stopping after {step + 1} of {max_steps} steps: the time limit of "
@@ -409,6 +433,8 @@ def train_tiny_sam(
                 history.append(record)
             break
     sam.eval()
+    if checkpoint_fn is not None:
+        checkpoint_fn(sam, history)
     return history
 
 
@@ -421,9 +447,10 @@ def evaluate_prompted_sam(
     batch_size: int = 8,
     small_area: int = 32 * 32,
     show_progress: bool = False,
+    sample_fn: Optional[Callable[[int, int], Dict]] = None,
 ) -> Dict[str, float]:
-    """Held-out mean IoU of ``sam`` prompted with every target of generic images ``0..num_images-1``
-    of stream ``seed``, decoded exactly as SAM's predictor does (logits upsampled to the input
+    """Held-out mean IoU of ``sam`` prompted with every target of images ``0..num_images-1`` of
+    stream ``seed`` (generic shapes, or ``sample_fn(seed, index)``), decoded exactly as SAM's predictor does (logits upsampled to the input
     size, cropped to the image, thresholded at 0).
 
     Returns a dict with:
@@ -435,6 +462,9 @@ def evaluate_prompted_sam(
         "center_point_single_miou": box-centre point, ``multimask_output=False``.
         "point_miou": a random pixel of the mask (seeded), best-scored multimask output.
         "num_targets": number of prompts of each kind.
+        "box_miou_<g>", "point_miou_<g>": box and random-interior-point mIoU over the targets of
+            granularity ``g`` (part, group, object, shape, composite), for samples that have a
+            "granularity" array (the pre-training stream of tiny SAM v2).
     """
     was_training = sam.training
     sam.eval()
@@ -443,11 +473,10 @@ def evaluate_prompted_sam(
     ious: Dict[str, List[float]] = {
         k: [] for k in ["box", "box_small", "box_large", "center", "center_single", "point"]
     }
+    granularity: List[int] = []
+    draw = sample_fn or (lambda seed_, i: generate_generic_sample(seed_, i, data_cfg))
     for start in tqdm(range(0, num_images, batch_size), desc="eval", disable=not show_progress):
-        samples = [
-            generate_generic_sample(seed, i, data_cfg)
-            for i in range(start, min(num_images, start + batch_size))
-        ]
+        samples = [draw(seed, i) for i in range(start, min(num_images, start + batch_size))]
         images = [
             torch.from_numpy(np.ascontiguousarray(s["image"].transpose(2, 0, 1))) for s in samples
         ]
@@ -480,12 +509,20 @@ def evaluate_prompted_sam(
             ].tolist()
             ious["center_single"] += _mask_iou(decode(points=centers), target)[:, 0].tolist()
             ious["point"] += _mask_iou(decode(points=inner, multimask=True), target)[:, 0].tolist()
+            granularity += list(s.get("granularity", np.full(len(boxes), -1)))
     sam.train(was_training)
 
     def mean(v):
-        return float(np.mean(v)) if v else float("nan")
+        return float(np.mean(v)) if len(v) else float("nan")
 
+    per_granularity = {}
+    g = np.array(granularity)
+    for code, name in enumerate(GRANULARITIES):
+        if (g == code).any():
+            per_granularity[f"box_miou_{name}"] = mean(np.array(ious["box"])[g == code])
+            per_granularity[f"point_miou_{name}"] = mean(np.array(ious["point"])[g == code])
     return {
+        **per_granularity,
         "box_miou": mean(ious["box"]),
         "box_miou_small": mean(ious["box_small"]),
         "box_miou_large": mean(ious["box_large"]),
