@@ -70,7 +70,7 @@ def parse_args(argv=None):
         "--data",
         choices=["v2", "generic"],
         default="v2",
-        help="v2: part objects (parts, groups, objects) + generic shapes; generic: shapes only (v1)",
+        help="v2: part objects (parts, groups, objects) + generic shapes; generic: shapes (v1)",
     )
     p.add_argument(
         "--part-image-prob",

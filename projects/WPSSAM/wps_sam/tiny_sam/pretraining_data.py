@@ -7,10 +7,10 @@ same at the scale of the synthetic benchmark. Each image is either
 * a **part-object image**: 1-3 procedural objects of every kind (houses, fish, cars, trees,
   snowmen, robots) drawn by the benchmark's own renderer
   (:func:`wps_sam.synthetic.parts.render_synthetic_image`) from a generator seeded by the split name
-  :data:`PRETRAINING_SPLIT`, which no benchmark split uses, then JPEG-compressed like the benchmark's
-  files. Its targets are every visible **part** instance, every **whole object** (the union of its
-  visible parts) and every **group** of same-class parts of one object (a car's wheels, a robot's
-  legs); or
+  :data:`PRETRAINING_SPLIT`, which no benchmark split uses, then JPEG-compressed like the
+  benchmark's files. Its targets are every visible **part** instance, every **whole object** (the
+  union of its visible parts) and every **group** of same-class parts of one object (a car's
+  wheels, a robot's legs); or
 * a **generic-shape image** from :mod:`wps_sam.tiny_sam.generic_shapes` (tiny SAM v1's data).
 
 Targets carry no class: a sample holds masks, boxes and a granularity code per target (for

@@ -336,7 +336,7 @@ def train_tiny_sam(
     A curriculum: the first ``easy_fraction`` of the steps draw their images with
     ``easy_data_cfg`` (for example fewer, larger, stand-alone shapes), the rest with ``data_cfg``.
     ``sample_fn(seed, index)``, when given, draws the images instead of the generic-shape stream
-    (and the curriculum), e.g. :func:`wps_sam.tiny_sam.pretraining_data.generate_pretraining_sample`.
+    (and the curriculum), e.g. ``pretraining_data.generate_pretraining_sample``.
     ``checkpoint_fn(sam, history)`` is called every ``checkpoint_period`` steps and at the end, so
     that a run stopped early keeps its last checkpoint and its curve.
     Returns the logged history (one dict of averaged losses per ``log_period`` steps, with the
@@ -450,8 +450,8 @@ def evaluate_prompted_sam(
     sample_fn: Optional[Callable[[int, int], Dict]] = None,
 ) -> Dict[str, float]:
     """Held-out mean IoU of ``sam`` prompted with every target of images ``0..num_images-1`` of
-    stream ``seed`` (generic shapes, or ``sample_fn(seed, index)``), decoded exactly as SAM's predictor does (logits upsampled to the input
-    size, cropped to the image, thresholded at 0).
+    stream ``seed`` (generic shapes, or ``sample_fn(seed, index)``), decoded exactly as SAM's
+    predictor does (logits upsampled to the input size, cropped to the image, thresholded at 0).
 
     Returns a dict with:
         "box_miou": GT box prompts, ``multimask_output=False``.
