@@ -5,7 +5,8 @@ from typing import Dict, Sequence
 
 from detectron2.data import DatasetCatalog
 
-from .embedding_cache import EmbeddingCache, cache_keys
+from .embedding_cache_format import cache_keys
+from .embedding_cache_reader import EmbeddingCache
 
 __all__ = ["cache_completeness"]
 

@@ -6,6 +6,9 @@ import logging
 from detectron2.config import configurable
 from detectron2.data import DatasetMapper
 
+from ..embedding_cache_format import cache_keys
+from ..embedding_cache_reader import EmbeddingCache
+
 __all__ = [
     "SAM_PIXEL_MEAN",
     "SAM_PIXEL_STD",
@@ -25,8 +28,6 @@ def sam_cache_keys(cfg) -> dict:
     """The embedding-cache keys of ``cfg``'s SAM under SAM's own preprocessing (RGB, SAM's pixel
     mean/std), whatever the detector's INPUT.FORMAT and MODEL.PIXEL_MEAN/STD: Det-SAM's SAM always
     sees SAM's input, so it shares the cache of WPS-SAM with the same SAM."""
-    from ..embedding_cache import cache_keys
-
     sam_cfg = cfg.clone()
     sam_cfg.defrost()
     sam_cfg.INPUT.FORMAT = "RGB"
@@ -111,8 +112,6 @@ class DetSAMDatasetMapper(DatasetMapper):
     def _load_embedding(self, file_name):
         """The cached float32 embedding of ``file_name``, or None (SAM's encoder computes it)."""
         if self._embedding_cache is None:
-            from ..embedding_cache import EmbeddingCache
-
             self._embedding_cache = EmbeddingCache(
                 self.embedding_cache_dir, self.embedding_cache_keys, self.embedding_shape
             )

@@ -13,6 +13,9 @@ from detectron2.data import detection_utils as utils
 from detectron2.structures import Boxes, BoxMode, Instances
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from ..embedding_cache_format import cache_keys, image_stem
+from ..embedding_cache_reader import EmbeddingCache
+
 __all__ = ["WPSSAMDatasetMapper", "embedding_cache_path"]
 
 logger = logging.getLogger(__name__)
@@ -29,8 +32,7 @@ def embedding_cache_path(cache_dir, file_name):
     COCO-style image ids restart in every split's JSON. A cache is tied to one SAM (variant,
     checkpoint, image size) and preprocessing: use one folder per SAM.
     """
-    stem = os.path.splitext(os.path.basename(file_name))[0]
-    return os.path.join(cache_dir, stem + ".pt")
+    return os.path.join(cache_dir, image_stem(file_name) + ".pt")
 
 
 class WPSSAMDatasetMapper:
@@ -106,8 +108,6 @@ class WPSSAMDatasetMapper:
         side = size // cfg.MODEL.SAM.PATCH_SIZE
         keys = None
         if cfg.INPUT.EMBEDDING_CACHE_DIR:
-            from ..embedding_cache import cache_keys
-
             keys = cache_keys(cfg)
         return {
             "is_train": is_train,
@@ -172,8 +172,6 @@ class WPSSAMDatasetMapper:
         """The cached float32 embedding of ``file_name``, or None (the encoder computes it)."""
         cache = self._embedding_cache
         if cache is None or cache.cache_dir != self.embedding_cache_dir:
-            from ..embedding_cache import EmbeddingCache
-
             cache = EmbeddingCache(
                 self.embedding_cache_dir, self.embedding_cache_keys, self.embedding_shape
             )
