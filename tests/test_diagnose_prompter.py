@@ -1,29 +1,18 @@
-"""The oracle input of tools/research/diagnose_prompter.py: a label map as a (D, E, E) input."""
-
-import importlib.util
-import os
+"""The prompter diagnostics' building blocks (wps_sam.prompter_diagnostics, used by
+tools/research/diagnose_prompter.py): the oracle input, a label map as a (D, E, E) input, and the
+attention probe."""
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "diagnose_prompter", os.path.join(REPO, "tools", "research", "diagnose_prompter.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from wps_sam.prompter_diagnostics import AttentionOverCells, oracle_embedding
 
 
 def test_oracle_embedding_is_the_projected_label_fractions_per_cell():
-    tool = _load_tool()
     labels = torch.full((8, 8), 2, dtype=torch.int64)  # background = 2 of 3 labels
     labels[:4, :4] = 0  # part 0 fills the top-left cell of a 2x2 grid
     labels[4:, 4:6] = 1  # part 1 covers half of the bottom-right cell
     projection = torch.randn(5, 3)
-    emb = tool.oracle_embedding(labels, 3, projection, side=2)
+    emb = oracle_embedding(labels, 3, projection, side=2)
     assert emb.shape == (5, 2, 2)
     torch.testing.assert_close(emb[:, 0, 0], projection[:, 0])
     torch.testing.assert_close(emb[:, 0, 1], projection[:, 2])
@@ -31,7 +20,6 @@ def test_oracle_embedding_is_the_projected_label_fractions_per_cell():
 
 
 def test_attention_probe_keeps_the_cell_grid():
-    tool = _load_tool()
     x = torch.randn(2, 16, 4, 3)
-    out = tool.AttentionOverCells(16, 1)(x)
+    out = AttentionOverCells(16, 1)(x)
     assert out.shape == x.shape and not torch.allclose(out, x)

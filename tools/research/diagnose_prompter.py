@@ -39,14 +39,9 @@ from detectron2.structures import BoxMode  # noqa: E402
 from wps_sam.cli_config import load_wps_sam_cfg  # noqa: E402
 from wps_sam.data import WPSSAMDatasetMapper  # noqa: E402
 from wps_sam.evaluation import PartSemSegEvaluator  # noqa: E402
+from wps_sam.prompter_diagnostics import AttentionOverCells, oracle_embedding  # noqa: E402
 
 CONFIG = "configs/synthetic/wps_sam_tiny_box_q25.yaml"
-
-
-def oracle_embedding(label_map: torch.Tensor, num_labels: int, projection: torch.Tensor, side: int):
-    """(D, side, side): the one-hot label map, area-downsampled, projected by ``projection``."""
-    onehot = F.one_hot(label_map, num_labels).permute(2, 0, 1).float()[None]
-    return torch.einsum("dc,chw->dhw", projection, F.adaptive_avg_pool2d(onehot, side)[0])
 
 
 def train(args):
@@ -237,19 +232,6 @@ def probe(args):
             f"{name}: part mIoU {100 * np.mean(ious):.1f} on {cfg.DATASETS.TEST[0]} after {iters} "
             f"iterations ({time.time() - start:.0f} s)"
         )
-
-
-class AttentionOverCells(torch.nn.Module):
-    """(B, D, H, W) -> (B, D, H, W) through transformer encoder layers over the H*W cells."""
-
-    def __init__(self, dim, num_layers):
-        super().__init__()
-        layer = torch.nn.TransformerEncoderLayer(dim, 8, 2 * dim, dropout=0.0, batch_first=True)
-        self.layers = torch.nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-
-    def forward(self, x):
-        b, d, h, w = x.shape
-        return self.layers(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, d, h, w)
 
 
 def pe_tolerance(args):
