@@ -1,11 +1,10 @@
 """Multi-process work without a GPU under wps_sam.distributed.launch (gloo): the embedding cache
-built in shares, then train_net's Trainer from it. Two processes with batch 4 each follow the
-losses of one process with batch 8 on the same data order (DDP averages the gradients; every
-WPS-SAM loss of this config is a mean over images)."""
+built in shares, then train_net's Trainer (wps_sam.engine.Trainer) from it. Two processes with
+batch 4 each follow the losses of one process with batch 8 on the same data order (DDP averages
+the gradients; every WPS-SAM loss of this config is a mean over images)."""
 
 import json
 import os
-import sys
 
 import wps_sam  # noqa: F401  isort:skip
 import numpy as np
@@ -67,18 +66,17 @@ def _register(root):
 
 def _train(root, output_dir, result_file):
     """Runs in every process: the embedding cache (each rank encodes its share of the images into
-    its own shards), then train_net's Trainer for ITERS iterations from that cache; rank 0 saves
+    its own shards), then wps_sam.engine.Trainer for ITERS iterations from that cache; rank 0 saves
     the cache counts and the losses.
 
     Every rank loads the same SAM checkpoint: DDP broadcasts rank 0's state_dict at start, and
     WPS-SAM's state_dict leaves SAM's frozen weights out (they come from MODEL.SAM.CHECKPOINT).
     """
-    sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
-    import train_net
     from detectron2.modeling import build_model
     from detectron2.utils import comm
 
     from wps_sam.data.embedding_cache import build_embedding_cache
+    from wps_sam.engine import Trainer, setup
 
     _register(root)
     opts = [
@@ -107,9 +105,9 @@ def _train(root, output_dir, result_file):
     ]
     config = os.path.join(REPO_ROOT, "configs", "tests", "tiny_random_sam.yaml")
     args = default_argument_parser().parse_args(["--config-file", config, *opts])
-    cfg = train_net.setup(args)
+    cfg = setup(args)
     counts = build_embedding_cache(cfg, build_model(cfg), [DATASET])
-    trainer = train_net.Trainer(cfg)
+    trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
     if comm.is_main_process():
