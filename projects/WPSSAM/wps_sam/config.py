@@ -1,16 +1,103 @@
+"""The config keys of WPS-SAM and its baselines. They only ADD keys to detectron2's config: the
+values of detectron2's own keys that every WPS-SAM model needs (META_ARCHITECTURE, SAM's
+PIXEL_MEAN/STD and RGB input, MIN_SIZE_TEST 0) are set by configs/Base-WPS-SAM.yaml.
+
+A config (file or command-line override) that sets a key removed from the project gets a
+:class:`RemovedConfigKeyError` naming the key and what replaced it (:data:`REMOVED_KEYS`).
+"""
+
 from detectron2.config import CfgNode as CN
+
+__all__ = [
+    "REMOVED_KEYS",
+    "RemovedConfigKeyError",
+    "WPSSAMCfgNode",
+    "add_det_sam_config",
+    "add_wps_sam_config",
+]
+
+# Removed key -> what replaced it.
+REMOVED_KEYS = {
+    "MODEL.WPS_SAM.POS_IN_MEMORY": "nothing (it was never used; the memory carries no position)",
+    "MODEL.WPS_SAM.DENSE_TARGET": (
+        "nothing: the dense loss's targets always come from the supervision's weak label "
+        "(the former 'weak_label')"
+    ),
+    "MODEL.WPS_SAM.SELECTION_NMS_THRESHOLD": "nothing: two-stage selection's box NMS IoU is 0.5",
+    "MODEL.WPS_SAM.PRE_NORM": "nothing: the prompter is post-norm (DETR, the paper)",
+    "MODEL.WPS_SAM.DROPOUT": "nothing: the prompter has no dropout (the former 0.0)",
+    "MODEL.WPS_SAM.NUM_PROMPT_TOKENS": (
+        "nothing: the tokens per prompt are the teacher's (2, SAM's prompt encoder)"
+    ),
+    "MODEL.WPS_SAM.PROMPT_SOURCE": (
+        "MODEL.META_ARCHITECTURE 'SAMGTPrompted' with MODEL.GT_PROMPTED_SAM.PROMPT 'box' or "
+        "'point' (the former 'gt_box' / 'gt_point'; 'prompter' is META_ARCHITECTURE 'WPSSAM')"
+    ),
+    "MODEL.WPS_SAM.SAVE_FROZEN_SAM": "MODEL.SAM.SAVE_FROZEN_WEIGHTS",
+    "MODEL.WPS_SAM.TEST.MASK_THRESHOLD": "MODEL.SAM.MASK_THRESHOLD",
+    "MODEL.WPS_SAM.TEST.MASK_UPSAMPLE": "MODEL.SAM.MASK_UPSAMPLE",
+    "MODEL.DET_SAM.MASK_THRESHOLD": "MODEL.SAM.MASK_THRESHOLD",
+    "MODEL.DET_SAM.SAVE_FROZEN_SAM": "MODEL.SAM.SAVE_FROZEN_WEIGHTS",
+}
+
+
+class RemovedConfigKeyError(KeyError):
+    """A config sets a key that the project removed."""
+
+    def __str__(self):  # KeyError would print the message with quotes
+        return str(self.args[0])
+
+
+def _removed_keys_in(node, prefix=""):
+    found = []
+    for key, value in node.items():
+        full = prefix + key
+        if full in REMOVED_KEYS:
+            found.append(full)
+        elif isinstance(value, dict):
+            found += _removed_keys_in(value, full + ".")
+    return found
+
+
+def _refuse_removed(keys, source: str) -> None:
+    removed = [k for k in keys if k in REMOVED_KEYS]
+    if removed:
+        raise RemovedConfigKeyError(
+            f"{source} sets config keys that WPS-SAM no longer has: "
+            + "; ".join(f"{k} -> replaced by {REMOVED_KEYS[k]}" for k in removed)
+            + ". Remove them (or use their replacement)."
+        )
+
+
+class WPSSAMCfgNode(CN):
+    """detectron2's CfgNode whose merges refuse the removed keys with a clear message (instead of
+    yacs' bare "Non-existent config key"). :func:`add_wps_sam_config` makes ``cfg`` one, so
+    ``cfg.merge_from_file`` / ``merge_from_list`` (tools/train_net.py's) get the check."""
+
+    def merge_from_other_cfg(self, cfg_other):
+        _refuse_removed(_removed_keys_in(cfg_other), "The config")
+        # detectron2's merge_from_file loads the file as type(self): back to plain CfgNodes, so
+        # that yacs' type check sees the same node type on both sides.
+        return super().merge_from_other_cfg(CN(cfg_other))
+
+    @classmethod
+    def _decode_cfg_value(cls, value):
+        # yacs decodes merged sub-trees with type(root): keep them plain CfgNodes.
+        return CN._decode_cfg_value(value)
+
+    def merge_from_list(self, cfg_list):
+        _refuse_removed(list(cfg_list)[0::2], "The command-line overrides")
+        return super().merge_from_list(cfg_list)
 
 
 def add_wps_sam_config(cfg):
-    """Add the keys of WPS-SAM (model, SAM, data and solver extensions) to a detectron2 ``cfg``."""
-    cfg.MODEL.META_ARCHITECTURE = "WPSSAM"
-    # SAM's own pixel normalisation, on RGB images in [0, 255].
-    cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
-    cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
-    # SAM takes RGB.
-    cfg.INPUT.FORMAT = "RGB"
-    # 0 makes DefaultPredictor pass images unresized; the model applies SAM's ResizeLongestSide.
-    cfg.INPUT.MIN_SIZE_TEST = 0
+    """Add the keys of WPS-SAM (model, SAM, data and solver extensions) to a detectron2 ``cfg``.
+
+    Only adds keys (configs/Base-WPS-SAM.yaml sets detectron2's own keys for WPS-SAM), and makes
+    ``cfg``'s merges refuse the removed keys (:data:`REMOVED_KEYS`) with what replaced them.
+    """
+    if type(cfg) is CN:
+        object.__setattr__(cfg, "__class__", WPSSAMCfgNode)
 
     # ---------------------------------------------------------------------------------------------
     # The frozen Segment Anything model
@@ -43,6 +130,14 @@ def add_wps_sam_config(cfg):
     # Autocast of the frozen image encoder: "none" (float32) or "bf16" (bfloat16 autocast on the
     # model's device, CPU or GPU; about 2x faster on CPU, see docs/PERFORMANCE.md).
     cfg.MODEL.SAM.ENCODER_AUTOCAST = "none"
+    # Mask-logit threshold of SAM's mask decoder output (SAM's own default is 0.0).
+    cfg.MODEL.SAM.MASK_THRESHOLD = 0.0
+    # How low-resolution mask logits reach the original image size: "once" (one bilinear resize
+    # of the valid low-res crop, same geometry) or "sam" (SAM's postprocess_masks: to the square
+    # input size, crop, then to the original size).
+    cfg.MODEL.SAM.MASK_UPSAMPLE = "once"
+    # Also store SAM's frozen weights in the model's checkpoints (off: they come from CHECKPOINT).
+    cfg.MODEL.SAM.SAVE_FROZEN_WEIGHTS = False
 
     # ---------------------------------------------------------------------------------------------
     # The trainable query prompter, the teacher and the set criterion
@@ -58,14 +153,10 @@ def add_wps_sam_config(cfg):
     cfg.MODEL.WPS_SAM.NHEADS = 8
     # FFN width of the prompter's transformer.
     cfg.MODEL.WPS_SAM.DIM_FEEDFORWARD = 1024
-    # Dropout inside the prompter's transformer.
-    cfg.MODEL.WPS_SAM.DROPOUT = 0.0
     # Transformer encoder layers.
     cfg.MODEL.WPS_SAM.ENC_LAYERS = 6
     # Transformer decoder layers.
     cfg.MODEL.WPS_SAM.DEC_LAYERS = 6
-    # Pre-norm transformer layers (the paper's prompter is post-norm, DETR style).
-    cfg.MODEL.WPS_SAM.PRE_NORM = False
     # 3x3 stride-2 convolutions (each + LayerNorm2d + GELU) that shrink the image embedding.
     cfg.MODEL.WPS_SAM.NUM_DOWNSAMPLE_CONVS = 2
     # Residual 3x3 stride-1 conv blocks after the downsampling (more local fusion at one scale).
@@ -75,8 +166,6 @@ def add_wps_sam_config(cfg):
     # Positional embedding of the prompter's memory: "learned" (zero-initialised), "sine", or
     # "sam" (SAM's frozen Fourier features of the cell centres, the basis of its box prompts).
     cfg.MODEL.WPS_SAM.POS_EMBED = "learned"
-    # Also add the positional embedding to the memory (values), not only to queries and keys.
-    cfg.MODEL.WPS_SAM.POS_IN_MEMORY = False
     # How a query's prompt is made: "tokens" (the paper: an MLP emits the prompt tokens) or
     # "anchored_box" (each query owns a learned anchor box on a grid, the decoder refines it, and
     # SAM's frozen prompt encoder turns the box into the tokens; needs POS_EMBED "sam").
@@ -85,15 +174,11 @@ def add_wps_sam_config(cfg):
     # "memory" (two-stage: each memory cell proposes a class and a box, the best S proposals after
     # box NMS become the anchors; needs PROMPT_HEAD "anchored_box" and DENSE_CLASS_WEIGHT > 0).
     cfg.MODEL.WPS_SAM.QUERY_SELECTION = "learned"
-    # IoU above which a lower-scoring cell proposal is set aside when selecting the queries.
-    cfg.MODEL.WPS_SAM.SELECTION_NMS_THRESHOLD = 0.5
     # Weight of the L1 loss of the cells' proposed boxes against the weak label's box (box
     # supervision) or point (point supervision: centres only); used by QUERY_SELECTION "memory".
     cfg.MODEL.WPS_SAM.DENSE_BOX_WEIGHT = 5.0
     # Hidden width of the prompt head MLP.
     cfg.MODEL.WPS_SAM.PROMPT_HEAD_HIDDEN_DIM = 512
-    # Prompt tokens emitted per query (SAM encodes a box as 2 corner tokens).
-    cfg.MODEL.WPS_SAM.NUM_PROMPT_TOKENS = 2
     # Matching cost weight alpha of the class probability.
     cfg.MODEL.WPS_SAM.CLASS_COST = 10.0
     # Matching cost weight beta of the L2 distance between prompts.
@@ -115,16 +200,14 @@ def add_wps_sam_config(cfg):
     # memory is classified against the weak labels (box: the class of the smallest box holding the
     # cell, else "no part"; point: the cells holding a point only). Off by default.
     cfg.MODEL.WPS_SAM.DENSE_CLASS_WEIGHT = 0.0
-    # Dense loss targets: "weak_label" (as above) or "centre" (point-style under either
-    # supervision: only the cells holding a part's point, or its box centre, the rest unknown).
-    cfg.MODEL.WPS_SAM.DENSE_TARGET = "weak_label"
     # Weak label the teacher encodes: "box" (part boxes) or "point" (box centres).
     cfg.MODEL.WPS_SAM.SUPERVISION = "box"
-    # Where inference prompts come from: "prompter" (WPS-SAM), or "gt_box" / "gt_point" (SAM
-    # prompted with ground-truth boxes / box centres: the upper bound of the paper's Table 1).
-    cfg.MODEL.WPS_SAM.PROMPT_SOURCE = "prompter"
-    # Keep checkpoints small: do not store SAM's frozen weights (they come from SAM.CHECKPOINT).
-    cfg.MODEL.WPS_SAM.SAVE_FROZEN_SAM = False
+
+    # SAM prompted with the ground-truth parts (META_ARCHITECTURE "SAMGTPrompted": the upper
+    # bound of the paper's Table 1, and the SAM pseudo-label writer).
+    cfg.MODEL.GT_PROMPTED_SAM = CN()
+    # "box" (the part boxes) or "point" (the parts' points, else their box centres).
+    cfg.MODEL.GT_PROMPTED_SAM.PROMPT = "box"
 
     cfg.MODEL.WPS_SAM.TEST = CN()
     # A query is kept if its score exceeds this (see KEEP_RULE for what the score is).
@@ -133,12 +216,6 @@ def add_wps_sam_config(cfg):
     # probability) or "part_score" (DETR: score = the best part-class probability, "no part"
     # ignored).
     cfg.MODEL.WPS_SAM.TEST.KEEP_RULE = "argmax"
-    # Mask-logit threshold of SAM's mask decoder output (SAM's own default is 0.0).
-    cfg.MODEL.WPS_SAM.TEST.MASK_THRESHOLD = 0.0
-    # How low-resolution mask logits reach the original image size: "once" (one bilinear resize
-    # of the valid low-res crop, same geometry) or "sam" (SAM's postprocess_masks: to the square
-    # input size, crop, then to the original size).
-    cfg.MODEL.WPS_SAM.TEST.MASK_UPSAMPLE = "once"
 
     # ---------------------------------------------------------------------------------------------
     # Data and solver extensions
@@ -175,12 +252,8 @@ def add_det_sam_config(cfg):
     cfg.MODEL.DET_SAM.DETECTOR_WEIGHTS = ""
     # Detections scoring above this become SAM box prompts.
     cfg.MODEL.DET_SAM.SCORE_THRESHOLD = 0.5
-    # Mask-logit threshold of SAM's mask decoder output (SAM's own default is 0.0).
-    cfg.MODEL.DET_SAM.MASK_THRESHOLD = 0.0
     # Also report the detector's box AP (detectron2's COCOEvaluator, pure-Python path).
     cfg.MODEL.DET_SAM.EVAL_BOX_AP = True
-    # Keep SAM's frozen weights in DetSAM checkpoints (off: they come from MODEL.SAM.CHECKPOINT).
-    cfg.MODEL.DET_SAM.SAVE_FROZEN_SAM = False
 
     # The detector backbone over SAM's frozen image encoder (BACKBONE.NAME "build_sam_encoder_
     # backbone"): a ViTDet-style simple feature pyramid over its single-scale embedding.

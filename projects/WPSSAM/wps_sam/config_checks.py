@@ -1,12 +1,76 @@
-"""Checks of the sizes in a WPS-SAM config, before any module is built.
+"""Every check of a config, for every meta-architecture, before any module is built.
 
 Impossible sizes otherwise fail as an ``AssertionError`` inside ``torch.nn.MultiheadAttention`` or
-a ``RuntimeError`` inside a tensor constructor, naming no config key. :func:`check_wps_sam_config`
-runs in :meth:`WPSSAM.from_config`, so every way of building the model (``build_model``,
-``DefaultTrainer``, ``DefaultPredictor``) gets the check.
+a ``RuntimeError`` inside a tensor constructor, naming no config key; a misspelt choice would fall
+through to some default branch. Each meta-architecture's ``from_config`` runs its check
+(:func:`check_wps_sam_config`, :func:`check_gt_prompted_sam_config`, :func:`check_det_sam_config`),
+so every way of building the model (``build_model``, ``DefaultTrainer``, ``DefaultPredictor``)
+gets it.
 """
 
-__all__ = ["check_wps_sam_config"]
+from .modeling.sam_builder import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+
+__all__ = [
+    "check_det_sam_config",
+    "check_gt_prompted_sam_config",
+    "check_sam_config",
+    "check_wps_sam_config",
+]
+
+ENCODER_AUTOCASTS = ("none", "bf16")
+MASK_UPSAMPLES = ("once", "sam")
+KEEP_RULES = ("argmax", "part_score")
+SUPERVISIONS = ("box", "point")
+PROMPT_LOSS_NORMS = ("matched", "queries")
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, not {value!r}")
+
+
+def _check_sam_input(cfg, who: str) -> None:
+    """The model feeds SAM its own input: RGB with SAM's pixel mean/std (sam_builder's)."""
+    mean, std = list(SAM_PIXEL_MEAN), list(SAM_PIXEL_STD)
+    if (
+        cfg.INPUT.FORMAT != "RGB"
+        or [float(v) for v in cfg.MODEL.PIXEL_MEAN] != mean
+        or [float(v) for v in cfg.MODEL.PIXEL_STD] != std
+    ):
+        raise ValueError(
+            f"{who} needs SAM's input: INPUT.FORMAT 'RGB', MODEL.PIXEL_MEAN {mean}, "
+            f"MODEL.PIXEL_STD {std} (configs/Base-WPS-SAM.yaml sets them); got "
+            f"{cfg.INPUT.FORMAT!r}, {list(cfg.MODEL.PIXEL_MEAN)}, {list(cfg.MODEL.PIXEL_STD)}."
+        )
+
+
+def check_sam_config(cfg) -> None:
+    """The frozen foundation's choices (``MODEL.SAM``)."""
+    s = cfg.MODEL.SAM
+    _choice("MODEL.SAM.ENCODER_AUTOCAST", s.ENCODER_AUTOCAST, ENCODER_AUTOCASTS)
+    _choice("MODEL.SAM.MASK_UPSAMPLE", s.MASK_UPSAMPLE, MASK_UPSAMPLES)
+
+
+def check_gt_prompted_sam_config(cfg) -> None:
+    """``SAMGTPrompted``: SAM's sizes and choices, the prompt kind, SAM's input."""
+    check_sam_config(cfg)
+    _choice("MODEL.GT_PROMPTED_SAM.PROMPT", cfg.MODEL.GT_PROMPTED_SAM.PROMPT, SUPERVISIONS)
+    _check_sam_input(cfg, "SAMGTPrompted")
+
+
+def check_det_sam_config(cfg) -> None:
+    """``DetSAM``: SAM's choices, the detector's classes and input."""
+    check_sam_config(cfg)
+    _choice("INPUT.FORMAT (Det-SAM)", cfg.INPUT.FORMAT, ("RGB", "BGR"))
+    detector_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    if detector_classes != cfg.MODEL.WPS_SAM.NUM_CLASSES:
+        raise ValueError(
+            f"MODEL.ROI_HEADS.NUM_CLASSES={detector_classes} (the part detector's classes) "
+            f"differs from MODEL.WPS_SAM.NUM_CLASSES={cfg.MODEL.WPS_SAM.NUM_CLASSES} (the "
+            "dataset's part classes): set both to the number of part classes."
+        )
+    if cfg.MODEL.BACKBONE.NAME == "build_sam_encoder_backbone":
+        _check_sam_input(cfg, "The SAM-encoder backbone")
 
 
 def _positive(errors, name, value):
@@ -20,14 +84,23 @@ def _divides(errors, name, value, div_name, div):
 
 
 def check_wps_sam_config(cfg) -> None:
-    """Raise ``ValueError`` listing every impossible size of ``cfg.MODEL.SAM``/``MODEL.WPS_SAM``.
+    """Raise ``ValueError`` on a bad choice of ``MODEL.SAM``/``MODEL.WPS_SAM`` (supervision, keep
+    rule, loss normaliser, SAM's autocast and upsampling), on WPS-SAM inputs that are not SAM's,
+    and listing every impossible size.
 
-    Checked: positive sizes; ``MODEL.SAM.IMAGE_SIZE`` a multiple of ``PATCH_SIZE``; transformer
-    widths divisible by their head counts (``ENCODER_EMBED_DIM`` / ``ENCODER_NUM_HEADS``,
-    ``HIDDEN_DIM`` / ``NHEADS``, SAM's mask decoder: ``PROMPT_EMBED_DIM`` / 8); at least one
-    prompter decoder layer; ``SOLVER.IMS_PER_BATCH`` >= 1.
+    Sizes checked: positive sizes; ``MODEL.SAM.IMAGE_SIZE`` a multiple of ``PATCH_SIZE``;
+    transformer widths divisible by their head counts (``ENCODER_EMBED_DIM`` /
+    ``ENCODER_NUM_HEADS``, ``HIDDEN_DIM`` / ``NHEADS``, SAM's mask decoder: ``PROMPT_EMBED_DIM`` /
+    8); at least one prompter decoder layer; ``SOLVER.IMS_PER_BATCH`` >= 1. The prompter's own
+    layout choices (``POS_EMBED``, ``PROMPT_HEAD``, ``QUERY_SELECTION``, ``FUSION_DILATIONS``) are
+    checked by ``QueryPrompter``, which is also built without a config.
     """
     s, w = cfg.MODEL.SAM, cfg.MODEL.WPS_SAM
+    check_sam_config(cfg)
+    _choice("MODEL.WPS_SAM.SUPERVISION", w.SUPERVISION, SUPERVISIONS)
+    _choice("MODEL.WPS_SAM.TEST.KEEP_RULE", w.TEST.KEEP_RULE, KEEP_RULES)
+    _choice("MODEL.WPS_SAM.PROMPT_LOSS_NORM", w.PROMPT_LOSS_NORM, PROMPT_LOSS_NORMS)
+    _check_sam_input(cfg, "WPS-SAM")
     errors = []
     for name in ("IMAGE_SIZE", "PATCH_SIZE", "PROMPT_EMBED_DIM", "DECODER_MLP_DIM"):
         _positive(errors, f"MODEL.SAM.{name}", s[name])
@@ -46,8 +119,7 @@ def check_wps_sam_config(cfg) -> None:
     _divides(errors, "MODEL.SAM.PROMPT_EMBED_DIM", s.PROMPT_EMBED_DIM, "SAM's decoder heads", 8)
     for name in ("NUM_QUERIES", "HIDDEN_DIM", "NHEADS", "DIM_FEEDFORWARD", "DEC_LAYERS"):
         _positive(errors, f"MODEL.WPS_SAM.{name}", w[name])
-    for name in ("NUM_PROMPT_TOKENS", "PROMPT_HEAD_HIDDEN_DIM"):
-        _positive(errors, f"MODEL.WPS_SAM.{name}", w[name])
+    _positive(errors, "MODEL.WPS_SAM.PROMPT_HEAD_HIDDEN_DIM", w.PROMPT_HEAD_HIDDEN_DIM)
     if int(w.NUM_CLASSES) < 1:
         errors.append(
             f"MODEL.WPS_SAM.NUM_CLASSES={w.NUM_CLASSES} must be >= 1 (0 is filled in from the "

@@ -17,39 +17,20 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Instances
-from segment_anything.modeling import Sam
-from segment_anything.utils.transforms import ResizeLongestSide
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from .data.dataset_mappers.det_sam_dataset_mapper import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+from .config_checks import check_det_sam_config
+from .modeling.frozen_sam import (
+    FrozenFoundation,
+    build_frozen_foundation,
+    register_frozen_checkpoint_rules,
+)
 from .modeling.mask_merge import part_segmentation_result
-from .modeling.sam_builder import build_sam_from_cfg
 from .modeling.sam_encoder_backbone import SAMEncoderBackbone
-from .wps_sam_model import WPSSAM
 
 __all__ = ["DetSAM", "load_detector_weights"]
 
 logger = logging.getLogger(__name__)
-
-# Keys of SAM's frozen weights inside a DetSAM state dict (the SAM-encoder backbone shares SAM's
-# image encoder, so its copy is frozen too).
-_FROZEN_PREFIXES = ("sam.", "detector.backbone.sam_encoder.")
-
-
-def _drop_frozen_keys(module, state_dict, prefix, local_metadata):
-    """state_dict post-hook: leave SAM's frozen weights out of saved checkpoints."""
-    if module.save_frozen_sam:
-        return
-    frozen = tuple(prefix + p for p in _FROZEN_PREFIXES)
-    for key in [k for k in state_dict if k.startswith(frozen)]:
-        del state_dict[key]
-
-
-def _ignore_missing_frozen_keys(module, incompatible_keys):
-    """load_state_dict post-hook: a checkpoint without SAM's weights is complete."""
-    missing = incompatible_keys.missing_keys
-    missing[:] = [k for k in missing if not k.startswith(_FROZEN_PREFIXES)]
 
 
 def load_detector_weights(detector: nn.Module, path: str) -> None:
@@ -63,16 +44,17 @@ def load_detector_weights(detector: nn.Module, path: str) -> None:
             "OUTPUT_DIR/model_final.pth), or point the key at a detectron2 detector checkpoint; "
             "leave it empty for random init."
         )
-    checkpointer = DetectionCheckpointer(detector)
     if path.endswith(".pth") and "://" not in path:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
         if isinstance(state, dict) and state and all(k.startswith("detector.") for k in state):
-            state = {k[len("detector.") :]: v for k, v in state.items()}
-            incompatible = checkpointer._load_model({"model": state})
-            checkpointer._log_incompatible_keys(incompatible)
+            # A DetSAM checkpoint: load it into a wrapper whose only child is the detector, so
+            # that the "detector." prefix matches (detectron2's checkpointer, public API).
+            holder = nn.Module()
+            holder.detector = detector
+            DetectionCheckpointer(holder).load(path, checkpointables=[])
             return
-    checkpointer.load(path, checkpointables=[])
+    DetectionCheckpointer(detector).load(path, checkpointables=[])
 
 
 @META_ARCH_REGISTRY.register()
@@ -82,7 +64,7 @@ class DetSAM(nn.Module):
     Training: the detector's own losses (SAM is frozen and not run). Inference: one batched SAM
     mask-decoder call per image on the detections scoring above ``score_threshold``.
     Checkpoints hold the detector only ("detector.*"), SAM's weights come from
-    ``MODEL.SAM.CHECKPOINT`` (``MODEL.DET_SAM.SAVE_FROZEN_SAM`` stores them too).
+    ``MODEL.SAM.CHECKPOINT`` (``MODEL.SAM.SAVE_FROZEN_WEIGHTS`` stores them too).
     """
 
     @configurable
@@ -90,14 +72,11 @@ class DetSAM(nn.Module):
         self,
         *,
         detector: nn.Module,
-        sam: Sam,
+        sam: FrozenFoundation,
         num_classes: int,
         input_format: str = "RGB",
         score_threshold: float = 0.5,
         mask_threshold: float = 0.0,
-        mask_upsample: str = "once",
-        encoder_autocast: str = "none",
-        save_frozen_sam: bool = False,
         output_mask_probs: bool = False,
     ):
         """
@@ -105,133 +84,75 @@ class DetSAM(nn.Module):
             detector: a detectron2 detector (e.g. ``GeneralizedRCNN``): in training mode
                 ``detector(batched_inputs)`` returns its losses, in eval mode a list of
                 {"instances": Instances} at each input's "height" x "width".
-            sam: a ``segment_anything`` Sam (weights loaded); frozen here.
+            sam: the frozen foundation (weights loaded; MODEL.SAM.ENCODER_AUTOCAST and
+                MODEL.SAM.MASK_UPSAMPLE are its own).
             num_classes: C part classes (the detector's classes); "sem_seg" has C + 1 channels.
             input_format: channel order of the inputs' "image" ("RGB" or "BGR"); SAM takes RGB.
             score_threshold: detections scoring above this become SAM box prompts.
             mask_threshold: SAM mask-logit threshold.
-            mask_upsample: "once" or "sam", as WPS-SAM's MODEL.WPS_SAM.TEST.MASK_UPSAMPLE.
-            encoder_autocast: "none" (float32) or "bf16" (SAM's image encoder under bfloat16
-                autocast), as WPS-SAM's MODEL.SAM.ENCODER_AUTOCAST.
-            save_frozen_sam: keep SAM's weights in ``state_dict()``.
             output_mask_probs: also output ``instances.pred_mask_probs`` (the authors' metrics).
         """
         super().__init__()
         self.output_mask_probs = output_mask_probs
-        if input_format not in ("RGB", "BGR"):
-            raise ValueError(
-                f"INPUT.FORMAT must be 'RGB' or 'BGR' for Det-SAM, not {input_format!r}"
-            )
         self.detector = detector
         self.sam = sam
-        for p in self.sam.parameters():
-            p.requires_grad_(False)
-        self.sam.eval()
         backbone = getattr(detector, "backbone", None)
         self.shares_encoder = isinstance(backbone, SAMEncoderBackbone)
         if self.shares_encoder:
             # One frozen encoder for the detector's features and SAM's masks.
             backbone.sam_encoder = self.sam.image_encoder
+        self.box_teacher = sam.teacher("box")
         self.num_classes = num_classes
         self.input_format = input_format
         self.score_threshold = score_threshold
         self.mask_threshold = mask_threshold
-        self.mask_upsample = mask_upsample
-        self.encoder_autocast = encoder_autocast
-        self.save_frozen_sam = save_frozen_sam
-        self.image_size = sam.image_encoder.img_size
-        self.resize = ResizeLongestSide(self.image_size)
-        self.register_state_dict_post_hook(_drop_frozen_keys)
-        self.register_load_state_dict_post_hook(_ignore_missing_frozen_keys)
+        register_frozen_checkpoint_rules(self)
 
     @classmethod
     def from_config(cls, cfg):
+        check_det_sam_config(cfg)
         d = cfg.MODEL.DET_SAM
-        detector_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-        if detector_classes != cfg.MODEL.WPS_SAM.NUM_CLASSES:
-            raise ValueError(
-                f"MODEL.ROI_HEADS.NUM_CLASSES={detector_classes} (the part detector's classes) "
-                f"differs from MODEL.WPS_SAM.NUM_CLASSES={cfg.MODEL.WPS_SAM.NUM_CLASSES} (the "
-                "dataset's part classes): set both to the number of part classes."
-            )
-        if cfg.MODEL.BACKBONE.NAME == "build_sam_encoder_backbone":
-            sam_mean, sam_std = list(SAM_PIXEL_MEAN), list(SAM_PIXEL_STD)
-            if (
-                cfg.INPUT.FORMAT != "RGB"
-                or list(cfg.MODEL.PIXEL_MEAN) != sam_mean
-                or list(cfg.MODEL.PIXEL_STD) != sam_std
-            ):
-                raise ValueError(
-                    "The SAM-encoder backbone needs SAM's input: INPUT.FORMAT 'RGB', "
-                    f"MODEL.PIXEL_MEAN {sam_mean}, MODEL.PIXEL_STD {sam_std}."
-                )
         detector = META_ARCH_REGISTRY.get(d.DETECTOR_META_ARCHITECTURE)(cfg)
         if d.DETECTOR_WEIGHTS:
             load_detector_weights(detector, d.DETECTOR_WEIGHTS)
         return {
             "detector": detector,
-            "sam": build_sam_from_cfg(cfg),
-            "num_classes": detector_classes,
+            "sam": build_frozen_foundation(cfg),
+            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "input_format": cfg.INPUT.FORMAT,
             "score_threshold": d.SCORE_THRESHOLD,
-            "mask_threshold": d.MASK_THRESHOLD,
-            "mask_upsample": cfg.MODEL.WPS_SAM.TEST.MASK_UPSAMPLE,
-            "encoder_autocast": cfg.MODEL.SAM.ENCODER_AUTOCAST,
-            "save_frozen_sam": d.SAVE_FROZEN_SAM,
+            "mask_threshold": cfg.MODEL.SAM.MASK_THRESHOLD,
             "output_mask_probs": cfg.TEST.AUTHORS_METRICS,
         }
 
     @property
     def device(self) -> torch.device:
-        return self.sam.pixel_mean.device
-
-    def train(self, mode: bool = True):
-        """Put the detector in ``mode``; SAM always stays in eval mode (it is frozen)."""
-        super().train(mode)
-        self.sam.eval()
-        return self
+        return self.sam.device
 
     # ---------------------------------------------------------------------------------------------
-    # SAM's image embeddings
+    # SAM's view of the detector's inputs
     # ---------------------------------------------------------------------------------------------
     def sam_input_size(self, height: int, width: int):
         """(h', w') of an image of original size (height, width) inside SAM's square frame."""
-        return ResizeLongestSide.get_preprocess_shape(height, width, self.image_size)
+        return self.sam.frame_size(height, width)
 
     def sam_image(self, x: Dict) -> Tensor:
         """(3, S, S) normalised, zero-padded RGB input of SAM for one input dict."""
         image = x["image"].to(self.device).float()
         if self.input_format == "BGR":
             image = image.flip(0)
-        h, w = self.sam_input_size(*self.original_size(x))
-        if tuple(image.shape[-2:]) != (h, w):
-            image = F.interpolate(
-                image[None], (h, w), mode="bilinear", align_corners=False, antialias=True
-            )[0]
-        image = (image - self.sam.pixel_mean) / self.sam.pixel_std
-        return F.pad(image, (0, self.image_size - w, 0, self.image_size - h))
+        if tuple(image.shape[-2:]) != self.sam_input_size(*self.original_size(x)):
+            image = self.sam.resize_image(image)
+        return self.sam.preprocess(image)
 
     @staticmethod
     def original_size(x: Dict):
         return x.get("height", x["image"].shape[-2]), x.get("width", x["image"].shape[-1])
 
-    @torch.no_grad()
     def image_embeddings(self, batched_inputs: List[Dict]) -> Tensor:
         """(B, 256, E, E): the inputs' "image_embedding" (embedding cache) where given, else the
         frozen encoder's output on SAM's view of "image"."""
-        embeddings: List[Optional[Tensor]] = [None] * len(batched_inputs)
-        to_encode = []
-        for i, x in enumerate(batched_inputs):
-            if "image_embedding" in x:
-                embeddings[i] = x["image_embedding"].to(self.device).float()
-            else:
-                to_encode.append(i)
-        if to_encode:
-            images = torch.stack([self.sam_image(batched_inputs[i]) for i in to_encode])
-            encoded = self.encode_images(images)
-            for i, emb in zip(to_encode, encoded):
-                embeddings[i] = emb
-        return torch.stack(embeddings)
+        return self.sam.image_embeddings(batched_inputs, image_fn=self.sam_image)
 
     def _in_sam_frame(self, batched_inputs: List[Dict]) -> bool:
         """Whether every detector input "image" is already SAM's resized view of its image."""
@@ -274,22 +195,15 @@ class DetSAM(nn.Module):
                 return self.detector(batched_inputs)
         return self.inference(batched_inputs)
 
-    # SAM's encoding (MODEL.SAM.ENCODER_AUTOCAST), mask decoding and upsampling are WPS-SAM's own
-    # (MODEL.WPS_SAM.TEST.MASK_UPSAMPLE).
-    encode_images = WPSSAM.encode_images
-    decode_masks = WPSSAM.decode_masks
-    upsample_once = WPSSAM.upsample_once
-
     @torch.no_grad()
     def decode_boxes(self, embedding: Tensor, boxes: Tensor, original_size) -> Tensor:
         """Frozen SAM on K boxes (xyxy, original frame) of one image in one batched call.
 
         Returns (K, H, W) mask logits at the original size.
         """
-        boxes = self.resize.apply_boxes_torch(boxes, tuple(original_size))
-        tokens, _ = self.sam.prompt_encoder(points=None, boxes=boxes, masks=None)
+        tokens = self.box_teacher(self.sam.boxes_to_frame(boxes, original_size))
         input_size = self.sam_input_size(*original_size)
-        return self.decode_masks(embedding, tokens, input_size, original_size)
+        return self.sam.decode(embedding, tokens, input_size, original_size)
 
     @torch.no_grad()
     def inference(self, batched_inputs: List[Dict]) -> List[Dict]:

@@ -7,7 +7,8 @@ Label maps follow the dataset's conventions: part ids ``0..C-1``, background ``C
 part mask covers it, background; where one does, its part; where several overlap, with
 ``overlap="score"`` the mask with the highest SAM mask logit there (all ground-truth prompts score
 1), with ``overlap="ignore"`` 255. The label maps are therefore exactly the argmax of the
-"SAM + GT boxes" model (``PROMPT_SOURCE gt_box``) used as the benchmark's upper bound.
+"SAM + GT boxes" model (META_ARCHITECTURE ``SAMGTPrompted``) used as the benchmark's upper bound,
+which writes them: it holds the frozen foundation, this module only maps and writes.
 
 Writes are atomic (``<stem>.png.tmp`` then ``os.replace``), so a killed run leaves only complete
 PNGs and a rerun writes only the missing ones. ``pseudo_label_info.json`` records the SAM and the
@@ -117,7 +118,8 @@ def generate_pseudo_labels(
 
     Args:
         cfg: the config ``model`` was built from (its SAM, mapper and embedding cache).
-        model: a :class:`wps_sam.WPSSAM` with ``prompt_source`` "gt_box" (or "gt_point").
+        model: a :class:`wps_sam.gt_prompted_sam_model.SAMGTPrompted` (SAM prompted with the
+            ground-truth boxes, or points).
         dataset_name: a registered dataset with part boxes ("annotations").
         label_dir: output folder; None = :func:`default_pseudo_label_dir`.
         batch_size: images per model call (one encoder call for the uncached ones).
@@ -129,10 +131,12 @@ def generate_pseudo_labels(
     """
     from .embedding_cache import sam_fingerprint
 
-    if getattr(model, "prompt_source", None) not in ("gt_box", "gt_point"):
+    from ..gt_prompted_sam_model import SAMGTPrompted
+
+    if not isinstance(model, SAMGTPrompted):
         raise ValueError(
             "Pseudo-labels come from SAM prompted with the ground-truth parts: use a config with "
-            "MODEL.WPS_SAM.PROMPT_SOURCE 'gt_box' (e.g. configs/synthetic/sam_tiny_gt_box.yaml)."
+            "MODEL.META_ARCHITECTURE 'SAMGTPrompted' (e.g. configs/synthetic/sam_tiny_gt_box.yaml)."
         )
     if overlap not in OVERLAP_RULES:
         raise ValueError(f"PSEUDO_LABELS.OVERLAP must be one of {OVERLAP_RULES}, not {overlap!r}")

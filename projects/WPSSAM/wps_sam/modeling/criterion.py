@@ -1,13 +1,17 @@
 """Set criterion of WPS-SAM: classification + prompt distillation after Hungarian matching."""
 
+import logging
 import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 __all__ = ["SetCriterion", "dense_part_assignment", "dense_part_labels", "IGNORE_LABEL"]
+
+logger = logging.getLogger(__name__)
 
 IGNORE_LABEL = -100  # F.cross_entropy's default ignore_index
 PROMPT_LOSS_NORMS = ("matched", "queries")
@@ -214,7 +218,32 @@ class SetCriterion(nn.Module):
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
             aux_losses, _ = self._weighted_losses(aux, targets)
             losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
+        self.log_statistics(outputs, targets)
         return losses, indices
+
+    @staticmethod
+    def log_statistics(outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> None:
+        """``wps_sam/unmatched_parts`` (parts beyond the S queries, left out of the loss) and
+        ``wps_sam/parts_per_image`` in the trainer's EventStorage (if any), and a warning when
+        parts were left out."""
+        num_queries = outputs["pred_logits"].shape[1]
+        unmatched = sum(max(0, len(t["labels"]) - num_queries) for t in targets)
+        try:
+            storage = get_event_storage()
+        except AssertionError:  # called outside a trainer's EventStorage
+            storage = None
+        if storage is not None:
+            storage.put_scalar("wps_sam/unmatched_parts", unmatched)
+            storage.put_scalar(
+                "wps_sam/parts_per_image",
+                sum(len(t["labels"]) for t in targets) / max(len(targets), 1),
+            )
+        if unmatched:
+            logger.warning(
+                f"{unmatched} parts in this batch exceed the {num_queries} queries and were left "
+                "out of the loss (counted as wps_sam/unmatched_parts); raise "
+                "MODEL.WPS_SAM.NUM_QUERIES if this is frequent."
+            )
 
     def _weighted_losses(self, outputs, targets):
         indices = self.matcher(outputs, targets)

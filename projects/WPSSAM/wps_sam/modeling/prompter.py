@@ -112,10 +112,8 @@ class QueryPrompter(nn.Module):
         hidden_dim: int = 256,
         nheads: int = 8,
         dim_feedforward: int = 1024,
-        dropout: float = 0.0,
         enc_layers: int = 6,
         dec_layers: int = 6,
-        pre_norm: bool = False,
         num_downsample_convs: int = 2,
         num_fusion_convs: int = 0,
         fusion_dilations: Sequence[int] = (),
@@ -124,7 +122,6 @@ class QueryPrompter(nn.Module):
         num_prompt_tokens: int = 2,
         prompt_embed_dim: int = 256,
         deep_supervision: bool = False,
-        pos_in_memory: bool = False,
         prompt_head: str = "tokens",
         memory_class_head: bool = False,
         query_selection: str = "learned",
@@ -143,9 +140,8 @@ class QueryPrompter(nn.Module):
             pos_embed: "learned" (zero-initialised parameter, as the authors), "sine", or "sam":
                 SAM's frozen random-Fourier encoding of the memory cell centres, the basis in which
                 SAM's prompt encoder writes box corners (set by :meth:`use_sam_position_encoding`).
-            num_prompt_tokens, prompt_embed_dim: shape of the emitted prompt per query.
-            pos_in_memory: also add the positional embedding to the memory itself, so attended
-                values carry where they come from (DETR adds it to queries and keys only).
+            num_prompt_tokens, prompt_embed_dim: shape of the emitted prompt per query (from the
+                config: the foundation's teacher, which emits 2 tokens per prompt).
             deep_supervision: in training, also emit the heads' predictions on every earlier
                 decoder layer ("aux_outputs"), for DETR's auxiliary losses.
             prompt_head: "tokens" (the paper) or "anchored_box" (see the class docstring; needs
@@ -225,15 +221,14 @@ class QueryPrompter(nn.Module):
             self.register_buffer(
                 "pos_embed", torch.zeros(1, hidden_dim, side, side), persistent=False
             )
-        self.pos_in_memory = pos_in_memory
         self.transformer = PrompterTransformer(
             d_model=hidden_dim,
             nhead=nheads,
             num_encoder_layers=enc_layers,
             num_decoder_layers=dec_layers,
             dim_feedforward=dim_feedforward,
-            dropout=dropout,
-            normalize_before=pre_norm,
+            dropout=0.0,
+            normalize_before=False,
         )
         self.query_embed = nn.Embedding(num_queries, hidden_dim)
         self.class_head = nn.Linear(hidden_dim, num_classes + 1)
@@ -280,7 +275,9 @@ class QueryPrompter(nn.Module):
         self.deep_supervision = deep_supervision
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg, num_prompt_tokens: int = 2):
+        """``num_prompt_tokens``: tokens per prompt of the foundation's teacher (WPSSAM passes
+        ``FrozenFoundation.num_prompt_tokens``)."""
         w = cfg.MODEL.WPS_SAM
         return {
             "num_classes": w.NUM_CLASSES,
@@ -290,23 +287,19 @@ class QueryPrompter(nn.Module):
             "hidden_dim": w.HIDDEN_DIM,
             "nheads": w.NHEADS,
             "dim_feedforward": w.DIM_FEEDFORWARD,
-            "dropout": w.DROPOUT,
             "enc_layers": w.ENC_LAYERS,
             "dec_layers": w.DEC_LAYERS,
-            "pre_norm": w.PRE_NORM,
             "num_downsample_convs": w.NUM_DOWNSAMPLE_CONVS,
             "num_fusion_convs": w.NUM_FUSION_CONVS,
             "fusion_dilations": w.FUSION_DILATIONS,
             "pos_embed": w.POS_EMBED,
             "prompt_head_hidden_dim": w.PROMPT_HEAD_HIDDEN_DIM,
-            "num_prompt_tokens": w.NUM_PROMPT_TOKENS,
+            "num_prompt_tokens": num_prompt_tokens,
             "prompt_embed_dim": cfg.MODEL.SAM.PROMPT_EMBED_DIM,
             "deep_supervision": w.DEEP_SUPERVISION,
-            "pos_in_memory": w.POS_IN_MEMORY,
             "prompt_head": w.PROMPT_HEAD,
             "memory_class_head": w.DENSE_CLASS_WEIGHT > 0,
             "query_selection": w.QUERY_SELECTION,
-            "selection_nms_threshold": w.SELECTION_NMS_THRESHOLD,
         }
 
     @torch.no_grad()
@@ -374,8 +367,6 @@ class QueryPrompter(nn.Module):
                 "QueryPrompter with POS_EMBED 'sam' needs use_sam_position_encoding(sam's "
                 "prompt_encoder.pe_layer) first (WPSSAM does it)"
             )
-        if self.pos_in_memory:
-            src = src + self.pos_embed
         with_aux = self.deep_supervision and self.training
         memory = self.transformer.encode(src, self.pos_embed)
         query_pos, tgt, proposals = self.query_embed.weight, None, {}

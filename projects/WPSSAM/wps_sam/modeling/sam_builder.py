@@ -25,6 +25,8 @@ from segment_anything.modeling import (
 
 __all__ = [
     "SAM_CHECKPOINT_URLS",
+    "SAM_PIXEL_MEAN",
+    "SAM_PIXEL_STD",
     "SamArchitecture",
     "SamCheckpointError",
     "build_sam",
@@ -40,6 +42,10 @@ SAM_CHECKPOINT_URLS = {
     "vit_l": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
     "vit_h": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
 }
+# SAM's pixel normalisation (RGB, [0, 255]), as in segment_anything's build_sam: the one home of
+# these constants (MODEL.PIXEL_MEAN/STD of every config whose model feeds SAM must equal them).
+SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
+SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 SAM_CHECKPOINT_PAGE = "https://github.com/facebookresearch/segment-anything#model-checkpoints"
 
 # (embed dim, depth, heads, global-attention blocks) of the official image encoders.
@@ -158,8 +164,8 @@ def build_sam(arch: SamArchitecture, checkpoint: Optional[str] = None) -> Sam:
             iou_head_depth=3,
             iou_head_hidden_dim=256,
         ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
+        pixel_mean=list(SAM_PIXEL_MEAN),
+        pixel_std=list(SAM_PIXEL_STD),
     )
     if checkpoint:
         load_sam_checkpoint(sam, checkpoint, arch)

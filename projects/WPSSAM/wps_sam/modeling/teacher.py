@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 from segment_anything.modeling import PromptEncoder
 from torch import Tensor
+from torchvision.ops import box_convert
 
 __all__ = ["PromptEncoderTeacher", "SUPERVISIONS"]
 
@@ -59,3 +60,12 @@ class PromptEncoderTeacher:
         labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=coords.device)
         sparse, _ = self.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
         return sparse
+
+    def encode_normalised_boxes(self, boxes: Tensor, frame_size: int) -> Tensor:
+        """(B, S, 4) normalised (cx, cy, w, h) boxes -> (B, S, 2, D) prompt tokens, with autograd
+        (the "anchored_box" prompter's predicted boxes, in the weak label's form: both corners
+        for box supervision, the centre as a positive point for points)."""
+        b, s = boxes.shape[:2]
+        xyxy = box_convert(boxes.flatten(0, 1), "cxcywh", "xyxy") * frame_size
+        tokens = self.encode(xyxy)
+        return tokens.view(b, s, *tokens.shape[1:])
