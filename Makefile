@@ -1,6 +1,6 @@
 # The README's two commands are `make test` and `make main`; both set up .venv/ first.
 PY := .venv/bin/python
-SRC := projects tools tests datasets/*.py
+SRC := projects tools demo tests datasets/*.py
 
 .PHONY: setup test main gpu-check lint format clean-env
 

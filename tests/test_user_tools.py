@@ -1,8 +1,10 @@
-"""The daily tools: tools/demo.py, tools/plot_metrics.py and train_net's start-up summary."""
+"""The daily tools: demo/demo.py (wps_sam.engine.demo_cli), tools/plot_metrics.py and train_net's
+start-up summary."""
 
-import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -17,19 +19,13 @@ from wps_sam.data.datasets.register_synthetic_parts import (  # noqa: E402
 )
 from wps_sam.data.embedding_cache import build_embedding_cache  # noqa: E402
 from wps_sam.data.embedding_cache_status import cache_completeness  # noqa: E402
+from wps_sam.engine import demo_cli  # noqa: E402  (the logic of demo/demo.py)
 from wps_sam.engine.startup_summary import count_parameters, startup_summary  # noqa: E402
 from wps_sam.metrics_plot import load_metrics, plot_metrics  # noqa: E402
 from wps_sam.synthetic.parts import generate_synthetic_parts  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "configs", "tests", "tiny_random_sam.yaml")
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --- plot_metrics -------------------------------------------------------------------------------
@@ -58,8 +54,12 @@ def test_load_metrics_merges_resumed_and_evaluation_records(tmp_path):
 
 def test_plot_metrics_writes_a_png(tmp_path):
     _write_metrics(tmp_path / "metrics.json")
-    plot_tool = _tool("plot_metrics")
-    plot_tool.main([str(tmp_path)])
+    subprocess.run(
+        [sys.executable, os.path.join("tools", "plot_metrics.py"), str(tmp_path)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     image = cv2.imread(str(tmp_path / "metrics.png"))
     assert image is not None and image.shape[0] > 200 and image.shape[1] > 600
     assert image.std() > 10  # curves and text, not a blank canvas
@@ -94,7 +94,7 @@ DEMO_OPTS = [
 
 
 def test_demo_folder_with_bad_files(demo_inputs, tmp_path, capsys):
-    demo = _tool("demo")
+    demo = demo_cli
     out = tmp_path / "out"
     rc = demo.main(
         [
@@ -128,7 +128,7 @@ def test_demo_folder_with_bad_files(demo_inputs, tmp_path, capsys):
 
 
 def test_demo_single_file_output_and_all_bad(demo_inputs, tmp_path):
-    demo = _tool("demo")
+    demo = demo_cli
     target = tmp_path / "one" / "result.png"
     rc = demo.main(
         ["--config-file", TINY, "--input", str(demo_inputs / "img1.png"), "--output", str(target)]

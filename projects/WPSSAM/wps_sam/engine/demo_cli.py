@@ -1,33 +1,17 @@
-#!/usr/bin/env python
-"""WPS-SAM demo: part segmentation of image files (detectron2's demo/demo.py conventions).
-
-    python tools/demo.py --config-file configs/synthetic/wps_sam_tiny_box_q25_twostage.yaml \
-        --input photos/ "more/*.jpg" one.png --output output/demo \
-        --confidence-threshold 0.3 --save-label-png --save-part-masks \
-        --opts MODEL.WEIGHTS output/synthetic_benchmark/wps_sam_box_twostage/model_final.pth
-
-Writes ``<output>/<image name>.png`` (image | prediction, part names and a legend), optionally
-``<name>_labels.png`` and ``<name>_parts/*.png``. Unreadable files are reported and skipped; a
-summary ends the run (exit status 1 only when no image could be processed). Runs on the CPU when
-CUDA is absent. See docs/TOOLS.md.
-"""
+"""The command line of ``demo/demo.py`` (parser, output names, the loop over the input files),
+so that it can be called and tested as ``wps_sam.engine.demo_cli.main(argv)``."""
 
 import argparse
 import os
-import sys
 import time
 
+from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
-import wps_sam  # noqa: F401  isort:skip
-from detectron2.utils.logger import setup_logger  # noqa: E402
+from ..cli_config import load_wps_sam_cfg
+from .part_demo import IMAGE_EXTENSIONS, PartSegmentationDemo, collect_images
 
-from wps_sam.cli_config import load_wps_sam_cfg  # noqa: E402
-from wps_sam.engine.part_demo import (  # noqa: E402
-    IMAGE_EXTENSIONS,
-    PartSegmentationDemo,
-    collect_images,
-)
+__all__ = ["get_parser", "main", "output_bases"]
 
 
 def get_parser():
@@ -127,7 +111,3 @@ def main(argv=None):
     for path, err in failed:
         print(f"    skipped {path}: {err}")
     return 0 if written else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
