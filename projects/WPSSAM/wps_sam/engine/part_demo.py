@@ -1,4 +1,4 @@
-"""The demo's engine (tools/demo.py): image lists, prediction and the files written per image."""
+"""The demo's engine (demo/demo.py): image lists, prediction and the files written per image."""
 
 import glob
 import os

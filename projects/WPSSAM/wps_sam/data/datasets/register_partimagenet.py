@@ -266,7 +266,7 @@ def register_partimagenet_style_split(
     Register one split in the PartImageNet layout.
 
     Nothing is read at registration. When the dataset is used, ``before_load()`` (if given, e.g.
-    to generate data on first use) runs first; then missing files raise
+    to check that generated data is there and current) runs first; then missing files raise
     :class:`DatasetFilesMissingError` naming the path and pointing to ``datasets/README.md``.
 
     Args:
