@@ -549,7 +549,7 @@ def test_more_parts_than_queries_are_counted_and_reported(sam_checkpoint):
     inst.gt_boxes = Boxes(torch.tensor([[i * 10.0, 0.0, i * 10.0 + 8, 8.0] for i in range(8)]))
     inst.gt_classes = torch.zeros(8, dtype=torch.int64)
     x = {"image": torch.zeros(3, 128, 128, dtype=torch.uint8), "instances": inst}
-    with EventStorage() as storage, captured_log("wps_sam.wps_sam_model") as log:
+    with EventStorage() as storage, captured_log("wps_sam.modeling.criterion") as log:
         losses = model([x])
         assert storage.latest()["wps_sam/unmatched_parts"][0] == 3
     assert "3 parts in this batch exceed the 5 queries" in log.getvalue()

@@ -9,6 +9,7 @@ import wps_sam  # noqa: F401  isort:skip
 from detectron2.config import get_cfg
 
 from wps_sam import add_wps_sam_config
+from wps_sam.config import REMOVED_KEYS, RemovedConfigKeyError
 from wps_sam.data.catalog_utils import resolve_num_classes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,7 +22,8 @@ def test_config_merges(path):
     add_wps_sam_config(cfg)
     cfg.merge_from_file(path)
     # WPS-SAM, or the paper's baselines (docs/BASELINES.md): Det-SAM, a built-in segmentor.
-    assert cfg.MODEL.META_ARCHITECTURE in ("WPSSAM", "DetSAM", "SemanticSegmentor")
+    # SAM prompted with ground-truth parts, a built-in segmentor.
+    assert cfg.MODEL.META_ARCHITECTURE in ("WPSSAM", "DetSAM", "SAMGTPrompted", "SemanticSegmentor")
     if cfg.DATASETS.TRAIN or cfg.DATASETS.TEST:
         resolve_num_classes(cfg)  # raises if NUM_CLASSES disagrees with the datasets' classes
 
@@ -46,3 +48,36 @@ def test_unknown_key_is_rejected(tmp_path):
     add_wps_sam_config(cfg)
     with pytest.raises(KeyError, match="NUM_QUERYS"):
         cfg.merge_from_file(str(bad))
+
+
+@pytest.mark.parametrize("key", sorted(REMOVED_KEYS))
+def test_removed_key_names_its_replacement(tmp_path, key):
+    *sections, leaf = key.split(".")
+    text = "".join(f"{'  ' * i}{name}:\n" for i, name in enumerate(sections))
+    bad = tmp_path / "old.yaml"
+    bad.write_text(text + f"{'  ' * len(sections)}{leaf}: 0\n")
+    cfg = get_cfg()
+    add_wps_sam_config(cfg)
+    with pytest.raises(RemovedConfigKeyError, match=key.replace(".", r"\.")) as error:
+        cfg.merge_from_file(str(bad))
+    assert REMOVED_KEYS[key] in str(error.value)
+    with pytest.raises(RemovedConfigKeyError, match="replaced by"):
+        cfg.merge_from_list([key, "0"])
+
+
+def test_config_only_adds_keys():
+    """add_wps_sam_config leaves detectron2's own defaults as they are (the base YAMLs set them)."""
+    plain, cfg = get_cfg(), get_cfg()
+    add_wps_sam_config(cfg)
+
+    def leaves(node, prefix=""):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                yield from leaves(v, prefix + k + ".")
+            else:
+                yield prefix + k, v
+
+    added = dict(leaves(cfg))
+    assert all(added[k] == v for k, v in leaves(plain))
+    # Clones and merges keep the removed-key check.
+    assert isinstance(cfg.clone(), type(cfg))

@@ -172,3 +172,15 @@ def test_det_sam_end_to_end(tmp_path):
         again = json.load(f)
     assert again["sem_seg"]["mIoU"] == pytest.approx(results["sem_seg"]["mIoU"], abs=1e-6)
     assert again["bbox"]["AP"] == pytest.approx(results["bbox"]["AP"], abs=1e-6, nan_ok=True)
+
+
+def test_det_sam_holds_the_frozen_foundation_and_borrows_nothing_from_wps_sam():
+    import inspect
+
+    import wps_sam.det_sam_model as det_sam_model
+    from wps_sam.modeling.frozen_sam import FrozenFoundation
+
+    source = inspect.getsource(det_sam_model)
+    assert "WPSSAM" not in source and "_load_model" not in source
+    assert issubclass(det_sam_model.DetSAM, torch.nn.Module)
+    assert not issubclass(det_sam_model.DetSAM, FrozenFoundation)

@@ -73,7 +73,7 @@ def test_inference_modes_agree(original_size, min_agree, max_rel_diff):
     x = {"image": image, "height": original_size[0], "width": original_size[1]}
     outputs = {}
     for mode in ("once", "sam"):
-        model = _model(**{"MODEL.WPS_SAM.TEST.MASK_UPSAMPLE": mode})
+        model = _model(**{"MODEL.SAM.MASK_UPSAMPLE": mode})
         with torch.no_grad():
             outputs[mode] = model([x])[0]
     once, sam = outputs["once"], outputs["sam"]
@@ -97,7 +97,7 @@ def test_inference_modes_agree(original_size, min_agree, max_rel_diff):
 
 def test_bad_inference_values_are_refused():
     with pytest.raises(ValueError, match="MASK_UPSAMPLE"):
-        _model(**{"MODEL.WPS_SAM.TEST.MASK_UPSAMPLE": "twice"})
+        _model(**{"MODEL.SAM.MASK_UPSAMPLE": "twice"})
     with pytest.raises(ValueError, match="ENCODER_AUTOCAST"):
         _model(**{"MODEL.SAM.ENCODER_AUTOCAST": "fp8"})
 

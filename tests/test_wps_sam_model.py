@@ -121,7 +121,7 @@ def test_training_distils_teacher_and_keeps_sam_frozen(sam_checkpoint, supervisi
     assert opt_params == {id(p) for p in model.prompter.parameters()}
     sam_before = copy.deepcopy(model.sam.state_dict())
     batch = [make_input(10, num_parts=2), make_input(11, num_parts=3)]
-    targets = model.teacher_targets(batch)
+    targets = model.prepare_targets(batch)
 
     def prompt_gap():
         out = model.prompter(model.image_embeddings(batch))
@@ -176,8 +176,13 @@ def test_default_predictor(sam_checkpoint, tmp_path):
     assert "instances" in out
 
 
+GT_BOX = {"MODEL.META_ARCHITECTURE": "SAMGTPrompted"}
+
+
 def test_gt_prompt_source(sam_checkpoint):
-    model = build(sam_checkpoint, **{"MODEL.WPS_SAM.PROMPT_SOURCE": "gt_box"}).eval()
+    model = build(sam_checkpoint, **GT_BOX).eval()
+    assert not any(True for _ in model.parameters() if _.requires_grad)  # no prompter, nothing
+    assert model.state_dict() == {}  # trains; SAM is not saved
     x = make_input(5, num_parts=3)
     (out,) = model([x])
     assert torch.equal(out["instances"].pred_classes, x["instances"].gt_classes)
@@ -477,18 +482,18 @@ def test_dense_auxiliary_loss_trains_the_prompters_encoder(sam_checkpoint, super
         assert "memory_logits" not in model.prompter(torch.zeros(1, 256, 8, 8))
 
 
-def test_centre_dense_targets_under_box_supervision(sam_checkpoint):
-    model = build(sam_checkpoint, **{"MODEL.WPS_SAM.DENSE_TARGET": "centre"})
+def test_dense_targets_under_box_supervision_come_from_the_boxes(sam_checkpoint):
+    """The former MODEL.WPS_SAM.DENSE_TARGET is gone: the dense targets are the weak label's."""
+    model = build(sam_checkpoint, **{"MODEL.WPS_SAM.DENSE_CLASS_WEIGHT": 2.0})
     inst = make_input(0)["instances"]
-    labels = model.dense_targets(inst, None)["dense_labels"]
+    labels = model.targets.dense_targets(inst, None)["dense_labels"]
     side, frame = model.prompter.memory_size, model.image_size
     expected = dense_part_labels(
-        inst.gt_classes, side, frame, NUM_CLASSES, points=inst.gt_boxes.get_centers()
+        inst.gt_classes, side, frame, NUM_CLASSES, boxes=inst.gt_boxes.tensor
     )
     assert torch.equal(labels, expected)
-    assert (labels == IGNORE_LABEL).any() and not (labels == NUM_CLASSES).any()
-    with pytest.raises(ValueError, match="DENSE_TARGET"):
-        build(sam_checkpoint, **{"MODEL.WPS_SAM.DENSE_TARGET": "boxes"})
+    with pytest.raises(KeyError, match="DENSE_TARGET"):
+        build(sam_checkpoint, **{"MODEL.WPS_SAM.DENSE_TARGET": "centre"})
 
 
 def test_keep_rules(sam_checkpoint):
@@ -625,7 +630,7 @@ def test_two_stage_queries_start_at_the_selected_cell_proposals(sam_checkpoint, 
 def test_dense_box_targets_come_from_the_weak_labels(sam_checkpoint, supervision):
     model = build(sam_checkpoint, **{**TWO_STAGE, "MODEL.WPS_SAM.SUPERVISION": supervision})
     inst = make_input(3, num_parts=3)["instances"]
-    targets = model.dense_targets(inst, None)
+    targets = model.targets.dense_targets(inst, None)
     side, frame = model.prompter.memory_size, model.image_size
     labels, index = dense_part_assignment(
         inst.gt_classes,
@@ -658,10 +663,8 @@ def test_dense_box_targets_come_from_the_weak_labels(sam_checkpoint, supervision
 
 def test_authors_metrics_make_the_model_output_mask_probabilities(sam_checkpoint):
     x = make_input(3)
-    plain = build(sam_checkpoint, **{"MODEL.WPS_SAM.PROMPT_SOURCE": "gt_box"}).eval()
-    model = build(
-        sam_checkpoint, **{"MODEL.WPS_SAM.PROMPT_SOURCE": "gt_box", "TEST.AUTHORS_METRICS": True}
-    ).eval()
+    plain = build(sam_checkpoint, **GT_BOX).eval()
+    model = build(sam_checkpoint, **GT_BOX, **{"TEST.AUTHORS_METRICS": True}).eval()
     with torch.no_grad():
         inst_plain = plain([x])[0]["instances"]
         inst = model([x])[0]["instances"]

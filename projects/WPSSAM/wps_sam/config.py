@@ -63,7 +63,7 @@ def _refuse_removed(keys, source: str) -> None:
     removed = [k for k in keys if k in REMOVED_KEYS]
     if removed:
         raise RemovedConfigKeyError(
-            f"{source} sets config keys that WPS-SAM no longer has: "
+            f"{source} set config keys that WPS-SAM no longer has: "
             + "; ".join(f"{k} -> replaced by {REMOVED_KEYS[k]}" for k in removed)
             + ". Remove them (or use their replacement)."
         )

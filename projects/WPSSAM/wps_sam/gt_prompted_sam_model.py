@@ -69,7 +69,7 @@ class SAMGTPrompted(nn.Module):
 
     @property
     def prompt_source(self) -> str:
-        """"gt_box" or "gt_point" (the name the pseudo-label folders record)."""
+        """ "gt_box" or "gt_point" (the name the pseudo-label folders record)."""
         return f"gt_{self.prompt}"
 
     @property

@@ -143,10 +143,13 @@ class WPSSAM(nn.Module):
         batched_inputs = self.sam.resize_inputs(batched_inputs)
         embeddings = self.sam.image_embeddings(batched_inputs)
         if self.training:
-            targets = self.prepare_targets(batched_inputs)
-            losses, _ = self.criterion(self.run_prompter(embeddings), targets)
-            return losses
+            return self.losses(embeddings, batched_inputs)
         return self.inference(embeddings, batched_inputs)
+
+    def losses(self, embeddings: Tensor, batched_inputs: List[Dict]) -> Dict[str, Tensor]:
+        targets = self.prepare_targets(batched_inputs)
+        losses, _ = self.criterion(self.run_prompter(embeddings), targets)
+        return losses
 
     def prepare_targets(self, batched_inputs: List[Dict]) -> List[Dict[str, Tensor]]:
         """Per image: the teacher's "labels" and "prompts" (and the dense losses' targets)."""

@@ -129,9 +129,8 @@ def generate_pseudo_labels(
     Returns:
         {"label_dir", "written", "present", "images"}.
     """
-    from .embedding_cache import sam_fingerprint
-
     from ..gt_prompted_sam_model import SAMGTPrompted
+    from .embedding_cache import sam_fingerprint
 
     if not isinstance(model, SAMGTPrompted):
         raise ValueError(

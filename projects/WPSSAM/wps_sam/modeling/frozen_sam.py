@@ -32,6 +32,7 @@ __all__ = [
     "register_frozen_checkpoint_rules",
 ]
 
+
 class FrozenFoundation(nn.Module, metaclass=abc.ABCMeta):
     """A frozen promptable segmentation model, as the meta-architectures use it.
 
