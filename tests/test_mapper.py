@@ -25,6 +25,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _cfg(image_size=1024, cache_dir=""):
     cfg = get_cfg()
     add_wps_sam_config(cfg)
+    cfg.INPUT.FORMAT = "RGB"  # SAM's input, set by every WPS-SAM config (Base-WPS-SAM.yaml)
     cfg.MODEL.SAM.IMAGE_SIZE = image_size
     cfg.INPUT.EMBEDDING_CACHE_DIR = cache_dir
     return cfg
