@@ -25,8 +25,8 @@ class SAMGTPrompted(nn.Module):
     """``masks = SAM(image, prompts=ground-truth part boxes or box centres)``; nothing trains.
 
     Every ground-truth part becomes one prompt (class = its class, score 1); the masks are merged
-    by the rule of every model of the project (:func:`~.modeling.mask_merge.merge_part_masks`). Inputs are
-    WPS-SAM's (``WPSSAMDatasetMapper``), with "instances" at evaluation too.
+    by the rule of every model of the project (:func:`~.modeling.mask_merge.merge_part_masks`).
+    Inputs are WPS-SAM's (``WPSSAMDatasetMapper``), with "instances" at evaluation too.
     """
 
     @configurable

@@ -1,4 +1,4 @@
-"""WPS-SAM's training targets, from the weak labels only: teacher prompts, dense labels and boxes."""
+"""WPS-SAM's training targets from the weak labels: teacher prompts, dense labels and boxes."""
 
 from typing import Dict, List, Optional
 
