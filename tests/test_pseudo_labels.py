@@ -60,8 +60,10 @@ def test_writer_resume_and_quality(tiny_dataset, tmp_path):
     cfg = load_wps_sam_cfg(
         os.path.join(REPO, "configs", "tests", "tiny_random_sam.yaml"),
         [
-            "MODEL.WPS_SAM.PROMPT_SOURCE",
-            "gt_box",
+            "MODEL.META_ARCHITECTURE",
+            "SAMGTPrompted",
+            "MODEL.GT_PROMPTED_SAM.PROMPT",
+            "box",
             "MODEL.WPS_SAM.NUM_CLASSES",
             "20",
             "DATASETS.TRAIN",

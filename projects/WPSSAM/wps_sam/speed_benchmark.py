@@ -247,7 +247,7 @@ def run(args):
         "sam_variant": cfg.MODEL.SAM.VARIANT,
         "image_size": size,
         "encoder_autocast": cfg.MODEL.SAM.ENCODER_AUTOCAST,
-        "mask_upsample": cfg.MODEL.WPS_SAM.TEST.MASK_UPSAMPLE,
+        "mask_upsample": cfg.MODEL.SAM.MASK_UPSAMPLE,
         "train_batch": batch,
         "parts_per_image": args.num_parts,
         "iters": args.iters,
