@@ -113,8 +113,6 @@ OPTS = [
     "()",
     "MODEL.WPS_SAM.NUM_CLASSES",
     "20",
-    "MODEL.WPS_SAM.DROPOUT",
-    "0.1",  # the torch RNG matters: it must be restored
     "SOLVER.MAX_ITER",
     str(MAX_ITER),
     "SOLVER.CHECKPOINT_PERIOD",

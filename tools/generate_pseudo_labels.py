@@ -33,7 +33,8 @@ def main(argv=None):
     parser.add_argument(
         "--config-file",
         default="configs/synthetic/sam_tiny_gt_box.yaml",
-        help="a SAM + ground-truth prompts config (MODEL.WPS_SAM.PROMPT_SOURCE gt_box)",
+        help="a SAM + ground-truth prompts config (MODEL.META_ARCHITECTURE SAMGTPrompted, "
+        "MODEL.GT_PROMPTED_SAM.PROMPT box)",
     )
     parser.add_argument("--dataset", default="synthetic_parts_train", help="registered dataset")
     parser.add_argument(
