@@ -5,7 +5,6 @@ One test (or parametrised group) per row of docs/TROUBLESHOOTING.md, on a tiny r
 """
 
 import contextlib
-import importlib.util
 import io
 import json
 import logging
@@ -30,7 +29,7 @@ from wps_sam.data.datasets.register_partimagenet import (
     DatasetFilesMissingError,
     register_partimagenet_style_split,
 )
-from wps_sam.engine import CheckpointFileError, WPSSAMCheckpointer, WPSSAMPredictor
+from wps_sam.engine import CheckpointFileError, Trainer, WPSSAMCheckpointer, WPSSAMPredictor
 from wps_sam.modeling import SamCheckpointError, build_sam
 from wps_sam.modeling.sam_builder import sam_architecture_from_cfg
 
@@ -321,7 +320,12 @@ def test_config_class_count_disagrees_with_dataset():
 # Images at inference, through the predictor (DefaultPredictor) and the model
 # -------------------------------------------------------------------------------------------------
 def _same_output(a, b):
-    assert torch.equal(a["sem_seg"], b["sem_seg"])
+    """The same pixels given in another container: same label map and scores, within float noise
+    (another memory layout may select other kernels), on at least 99.9% of the pixels."""
+    la, lb = a["sem_seg"].argmax(0), b["sem_seg"].argmax(0)
+    assert (la == lb).float().mean() >= 0.999
+    close = (a["sem_seg"] - b["sem_seg"]).abs().amax(0) <= 1e-5
+    assert close.float().mean() >= 0.999
 
 
 def test_grayscale_arrays_are_segmented_as_gray_rgb(predictor):
@@ -560,15 +564,6 @@ def test_more_parts_than_queries_are_counted_and_reported(sam_checkpoint):
 # -------------------------------------------------------------------------------------------------
 # Training: a non-finite loss stops the run; the last good checkpoint is kept
 # -------------------------------------------------------------------------------------------------
-def _load_train_net():
-    spec = importlib.util.spec_from_file_location(
-        "train_net_for_bad_input", os.path.join(REPO, "tools", "train_net.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     images = [(f"i{k}", 24, 24, [box(2 + k, 2, 10, 10, cat=k % 3)]) for k in range(4)]
     name = register("bad_input_train", write_dataset(tmp_path / "data", images))
@@ -582,7 +577,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
         }
     )
     cfg.freeze()
-    trainer = _load_train_net().Trainer(cfg)
+    trainer = Trainer(cfg)
     model = trainer.model
     real_losses = model.losses
 

@@ -99,7 +99,11 @@ def test_tiny_sam_runs_end_to_end(tiny_sam_arch):
     assert out["masks"].dtype == torch.bool and out["masks"].shape == (2, 1, *original_size)
     torch.testing.assert_close(out["low_res_logits"], low_res)
     torch.testing.assert_close(out["iou_predictions"], iou)
-    assert torch.equal(out["masks"], masks > sam.mask_threshold)
+    # Thresholded masks agree wherever the logit is not within float noise of the threshold (the
+    # two paths may sum in another order; a logit at the threshold can flip).
+    sure = (masks - sam.mask_threshold).abs() > 1e-4
+    assert sure.float().mean() > 0.99
+    assert torch.equal(out["masks"][sure], (masks > sam.mask_threshold)[sure])
 
 
 @pytest.mark.parametrize("wrapped", [False, True], ids=["state-dict", "model-key"])

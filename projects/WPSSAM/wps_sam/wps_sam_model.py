@@ -8,7 +8,6 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from torch import Tensor, nn
 
 from .config_checks import check_wps_sam_config
-from .gt_prompted_sam_model import SAMGTPrompted  # noqa: F401  registers it (see docs/DESIGN.md)
 from .modeling.criterion import SetCriterion
 from .modeling.frozen_sam import (
     FrozenFoundation,

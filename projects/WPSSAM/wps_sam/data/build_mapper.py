@@ -9,10 +9,11 @@ __all__ = ["build_mapper"]
 
 
 def build_mapper(cfg, is_train: bool):
-    """WPSSAMDatasetMapper for WPS-SAM, DetSAMDatasetMapper for Det-SAM, and detectron2's own
+    """WPSSAMDatasetMapper for WPS-SAM and the GT-prompted SAM baseline (both read images in SAM's
+    frame and its cached embeddings), DetSAMDatasetMapper for Det-SAM, and detectron2's own
     DatasetMapper for any built-in model (e.g. SemanticSegmentor trained on SAM pseudo-labels)."""
     arch = cfg.MODEL.META_ARCHITECTURE
-    if arch == "WPSSAM":
+    if arch in ("WPSSAM", "SAMGTPrompted"):
         return WPSSAMDatasetMapper(cfg, is_train=is_train)
     if arch == "DetSAM":
         return DetSAMDatasetMapper(cfg, is_train=is_train)

@@ -6,6 +6,7 @@ import logging
 from detectron2.config import configurable
 from detectron2.data import DatasetMapper
 
+from ...modeling.sam_builder import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from ..embedding_cache_format import cache_keys
 from ..embedding_cache_reader import EmbeddingCache
 
@@ -18,10 +19,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# SAM's pixel normalisation (RGB, [0, 255]), as in segment_anything's build_sam.
-SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
-SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 
 
 def sam_cache_keys(cfg) -> dict:
