@@ -195,3 +195,17 @@ def test_old_pt_cache_is_read_then_replaced_by_shards(dicts, tmp_path):
     assert not any(n.endswith(".pt") for n in os.listdir(cache)) and _shards(cache)
     new = WPSSAMDatasetMapper(cfg, is_train=False)(d)["image_embedding"]
     assert new.shape == old.shape and not torch.equal(new, old)
+
+
+def test_decoder_and_checkpoint_keys_do_not_invalidate_the_cache():
+    """Only what changes the encoder's output keys the cache: the mask threshold, the upsampling
+    mode and whether frozen weights are saved do not (nor the encoder's autocast)."""
+    cfg = get_cfg()
+    add_wps_sam_config(cfg)
+    before = cache_keys(cfg)
+    cfg.MODEL.SAM.MASK_THRESHOLD = 0.5
+    cfg.MODEL.SAM.MASK_UPSAMPLE = "twice"
+    cfg.MODEL.SAM.SAVE_FROZEN_WEIGHTS = True
+    assert cache_keys(cfg) == before
+    cfg.MODEL.SAM.ENCODER_DEPTH = cfg.MODEL.SAM.ENCODER_DEPTH + 1
+    assert cache_keys(cfg)["encoder"] != before["encoder"]

@@ -43,6 +43,10 @@ def _file_sha256(path: str) -> str:
     return _SHA_MEMO[memo_key]
 
 
+# MODEL.SAM keys about decoding and checkpoints, not the encoder (left out of the fingerprint).
+NON_ENCODER_SAM_KEYS = ("MASK_THRESHOLD", "MASK_UPSAMPLE", "SAVE_FROZEN_WEIGHTS")
+
+
 def sam_fingerprint(cfg) -> dict:
     """What identifies the embeddings of a SAM: its architecture keys and checkpoint digest.
 
@@ -52,7 +56,9 @@ def sam_fingerprint(cfg) -> dict:
     checkpoint = cfg.MODEL.SAM.CHECKPOINT
     digest = _file_sha256(checkpoint) if checkpoint else "random-weights"
     arch = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in cfg.MODEL.SAM.items()}
-    for key in ("CHECKPOINT", "ENCODER_AUTOCAST"):
+    # Keys that do not change the image encoder's output: the encoder's autocast (above) and the
+    # decoder / checkpoint options, so that setting them never invalidates a cache.
+    for key in ("CHECKPOINT", "ENCODER_AUTOCAST", *NON_ENCODER_SAM_KEYS):
         arch.pop(key, None)
     return {"sam": arch, "checkpoint_sha256": digest}
 
