@@ -9,7 +9,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_SAM = os.path.join(REPO, "checkpoints", "tiny_sam_256.pth")
+TINY_SAM = os.path.join(REPO, "checkpoints", "tiny_sam_v2_256.pth")
 ITERS = 600
 MARGIN = 5.0  # part mIoU points
 
