@@ -3,8 +3,8 @@
 Registering ``synthetic_parts_*`` needs only these names (detectron2's metadata is set when a
 dataset is registered), not the generator: :mod:`wps_sam.synthetic.parts` draws the images and
 is imported only by the scripts that generate them (``datasets/prepare_synthetic_parts.py``,
-``tools/run_synthetic_benchmark.py``). ``tests/test_synthetic_parts.py`` checks that this table is
-the generator's, in the same id order.
+``tools/run_synthetic_benchmark.py``). It is the table's one home: the generator
+(:mod:`wps_sam.synthetic.part_objects`) builds its objects from it.
 """
 
 __all__ = [

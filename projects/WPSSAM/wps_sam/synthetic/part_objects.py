@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.synthetic_parts_classes import SYNTHETIC_PART_TABLE
+
 __all__ = [
     "OBJECT_KINDS",
     "PART_CLASSES",
@@ -22,29 +24,9 @@ __all__ = [
     "build_object",
 ]
 
-# (object kind, part) in class-id order. Ids are contiguous 0..C-1; background is C.
-PART_CLASSES = (
-    ("House", "Roof"),
-    ("House", "Wall"),
-    ("House", "Door"),
-    ("House", "Chimney"),
-    ("Fish", "Body"),
-    ("Fish", "Tail"),
-    ("Fish", "Fin"),
-    ("Car", "Body"),
-    ("Car", "Wheel"),
-    ("Car", "Window"),
-    ("Tree", "Trunk"),
-    ("Tree", "Crown"),
-    ("Snowman", "Head"),
-    ("Snowman", "Body"),
-    ("Snowman", "Hat"),
-    ("Snowman", "Arm"),
-    ("Robot", "Head"),
-    ("Robot", "Body"),
-    ("Robot", "Arm"),
-    ("Robot", "Leg"),
-)
+# (object kind, part) in class-id order. Ids are contiguous 0..C-1; background is C. The table has
+# one home, beside the datasets' registration (which must not import the generator).
+PART_CLASSES = SYNTHETIC_PART_TABLE
 PART_CLASS_NAMES = tuple(f"{kind} {part}" for kind, part in PART_CLASSES)
 OBJECT_KINDS = tuple(dict.fromkeys(kind for kind, _ in PART_CLASSES))
 _CLASS_ID = {name: i for i, name in enumerate(PART_CLASS_NAMES)}
