@@ -114,12 +114,7 @@ class SAMGTPrompted(nn.Module):
         results = []
         for i, x in enumerate(batched_inputs):
             tokens, classes, scores = self.gt_prompts(x)
-            size = self.sam.input_size(x)
-            height, width = x.get("height", size[0]), x.get("width", size[1])
-            if len(tokens):
-                logits = self.sam.decode(embeddings[i], tokens, size, (height, width))
-            else:
-                logits = embeddings.new_zeros((0, height, width))
+            logits = self.sam.decode_input(embeddings[i], tokens, x)
             results.append(
                 part_segmentation_result(
                     logits,

@@ -94,6 +94,16 @@ class FrozenFoundation(nn.Module, metaclass=abc.ABCMeta):
         at ``original_size``."""
 
     @torch.no_grad()
+    def decode_input(self, embedding: Tensor, tokens: Tensor, x: Dict) -> Tensor:
+        """:meth:`decode` for one model input ``x``: (K, H, W) mask logits at its "height" x
+        "width" (default: its frame size), and (0, H, W) when there is no prompt."""
+        size = self.input_size(x)
+        height, width = x.get("height", size[0]), x.get("width", size[1])
+        if not len(tokens):
+            return embedding.new_zeros((0, height, width))
+        return self.decode(embedding, tokens, size, (height, width))
+
+    @torch.no_grad()
     def image_embeddings(
         self, batched_inputs: List[Dict], image_fn: Optional[Callable[[Dict], Tensor]] = None
     ) -> Tensor:
