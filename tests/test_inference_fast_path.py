@@ -39,7 +39,7 @@ def test_upsample_once_matches_sam_postprocess(input_size, original_size):
     # Smooth low-res logits (32 x 32 for the 128 px SAM), like a mask decoder's.
     low_res = F.avg_pool2d(torch.randn(6, 1, 32, 32) * 4, 5, 1, 2)
     sam = model.sam.postprocess_masks(low_res, input_size, original_size)[:, 0]
-    once = model.upsample_once(low_res[:, 0], input_size, original_size)
+    once = model.sam.upsample_once(low_res[:, 0], input_size, original_size)
     assert once.shape == sam.shape == (6, *original_size)
     # Same geometry, one interpolation instead of two: logits close, masks agree on >= 99%.
     assert (once - sam).abs().mean() < 0.05 * sam.abs().mean()
@@ -50,7 +50,7 @@ def test_upsample_once_is_exact_without_resizing():
     model = _model()
     low_res = torch.randn(3, 1, 32, 32)
     full = model.sam.postprocess_masks(low_res, (128, 128), (128, 128))[:, 0]
-    torch.testing.assert_close(model.upsample_once(low_res[:, 0], (128, 128), (128, 128)), full)
+    torch.testing.assert_close(model.sam.upsample_once(low_res[:, 0], (128, 128), (128, 128)), full)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_bad_inference_values_are_refused():
 
 def test_bf16_encoder_close_to_fp32():
     images = torch.randn(2, 3, 128, 128)
-    fp32 = _model().encode_images(images)
-    bf16 = _model(**{"MODEL.SAM.ENCODER_AUTOCAST": "bf16"}).encode_images(images)
+    fp32 = _model().sam.encode(images)
+    bf16 = _model(**{"MODEL.SAM.ENCODER_AUTOCAST": "bf16"}).sam.encode(images)
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
     assert (bf16 - fp32).norm() / fp32.norm() < 0.05

@@ -141,7 +141,7 @@ def evaluate(model, cfg, args, projection=None, dataset=None):
         size = (x["height"], x["width"])
         logits = embedding.new_zeros((0, *size))
         if len(tokens):
-            logits = model.decode_masks(embedding[0], tokens, model.input_size(x), size)
+            logits = model.sam.decode(embedding[0], tokens, model.sam.input_size(x), size)
         evaluator.process([d], [{"sem_seg": model.semantic_map(logits, classes, scores)}])
     part_miou = evaluator.evaluate()["sem_seg"]["mIoU-parts"]
     print(

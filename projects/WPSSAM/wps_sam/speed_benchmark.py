@@ -181,7 +181,7 @@ def run(args):
         result["prompts"] = len(tokens)
         result["decoder_s"] = timer(
             "mask decoder",
-            lambda: model.decode_masks(embedding[0], tokens, (size, size), (size, size)),
+            lambda: model.sam.decode(embedding[0], tokens, (size, size), (size, size)),
         )
         result["infer_s"] = timer("inference", lambda: model([x]))
     result["infer_over_encoder"] = result["infer_s"] / result["encoder_s"]

@@ -195,22 +195,11 @@ class WPSSAM(nn.Module):
             )
         return results
 
-    # Kept for tools/ and tests that call them on the model (the foundation owns them).
+    # The model-level API of the evaluators, the embedding-cache writer and the tools; everything
+    # else about SAM is called on the foundation itself (``model.sam``).
     def semantic_map(self, mask_logits: Tensor, classes: Tensor, scores: Tensor) -> Tensor:
         """(C+1, H, W) scores of K part masks (:func:`~.modeling.mask_merge.merge_part_masks`)."""
         return merge_part_masks(mask_logits, classes, scores, self.num_classes, self.mask_threshold)
 
     def image_embeddings(self, batched_inputs: List[Dict]) -> Tensor:
         return self.sam.image_embeddings(batched_inputs)
-
-    def encode_images(self, images: Tensor) -> Tensor:
-        return self.sam.encode(images)
-
-    def input_size(self, x: Dict):
-        return self.sam.input_size(x)
-
-    def decode_masks(self, embedding: Tensor, tokens: Tensor, input_size, original_size) -> Tensor:
-        return self.sam.decode(embedding, tokens, input_size, original_size)
-
-    def upsample_once(self, low_res: Tensor, input_size, original_size) -> Tensor:
-        return self.sam.upsample_once(low_res, input_size, original_size)
