@@ -15,7 +15,7 @@ from .modeling.frozen_sam import (
     register_frozen_checkpoint_rules,
 )
 from .modeling.input_checks import check_batched_inputs
-from .modeling.mask_merge import part_segmentation_result
+from .modeling.mask_merge import prompted_part_results
 
 __all__ = ["SAMGTPrompted"]
 
@@ -111,18 +111,13 @@ class SAMGTPrompted(nn.Module):
 
     @torch.no_grad()
     def inference(self, embeddings, batched_inputs: List[Dict]) -> List[Dict]:
-        results = []
-        for i, x in enumerate(batched_inputs):
-            tokens, classes, scores = self.gt_prompts(x)
-            logits = self.sam.decode_input(embeddings[i], tokens, x)
-            results.append(
-                part_segmentation_result(
-                    logits,
-                    classes,
-                    scores,
-                    self.num_classes,
-                    self.mask_threshold,
-                    with_probs=self.output_mask_probs,
-                )
-            )
-        return results
+        prompts = [self.gt_prompts(x) for x in batched_inputs]
+        return prompted_part_results(
+            self.sam,
+            embeddings,
+            batched_inputs,
+            prompts,
+            self.num_classes,
+            self.mask_threshold,
+            with_probs=self.output_mask_probs,
+        )

@@ -15,7 +15,7 @@ from .modeling.frozen_sam import (
     register_frozen_checkpoint_rules,
 )
 from .modeling.input_checks import check_batched_inputs
-from .modeling.mask_merge import merge_part_masks, part_segmentation_result
+from .modeling.mask_merge import merge_part_masks, prompted_part_results
 from .modeling.matcher import HungarianMatcher
 from .modeling.prompter import QueryPrompter
 from .modeling.targets import WeakLabelTargets
@@ -179,21 +179,16 @@ class WPSSAM(nn.Module):
     @torch.no_grad()
     def inference(self, embeddings: Tensor, batched_inputs: List[Dict]) -> List[Dict]:
         outputs = self.run_prompter(embeddings)
-        results = []
-        for i, x in enumerate(batched_inputs):
-            tokens, classes, scores = self.select_prompts(outputs, i)
-            logits = self.sam.decode_input(embeddings[i], tokens, x)
-            results.append(
-                part_segmentation_result(
-                    logits,
-                    classes,
-                    scores,
-                    self.num_classes,
-                    self.mask_threshold,
-                    with_probs=self.output_mask_probs,
-                )
-            )
-        return results
+        prompts = [self.select_prompts(outputs, i) for i in range(len(batched_inputs))]
+        return prompted_part_results(
+            self.sam,
+            embeddings,
+            batched_inputs,
+            prompts,
+            self.num_classes,
+            self.mask_threshold,
+            with_probs=self.output_mask_probs,
+        )
 
     # The model-level API of the evaluators, the embedding-cache writer and the tools; everything
     # else about SAM is called on the foundation itself (``model.sam``).

@@ -5,13 +5,13 @@ pseudo-label writer all produce K part masks with a class and a score each; this
 them into the same ``"sem_seg"`` + ``"instances"`` outputs, so that they are scored identically.
 """
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.structures import BitMasks, Boxes, Instances
 from torch import Tensor
 
-__all__ = ["merge_part_masks", "part_segmentation_result"]
+__all__ = ["merge_part_masks", "part_segmentation_result", "prompted_part_results"]
 
 
 def merge_part_masks(
@@ -72,3 +72,26 @@ def part_segmentation_result(
         instances.pred_boxes = Boxes(boxes.reshape(-1, 4).to(torch.float32))
     sem_seg = merge_part_masks(mask_logits, classes, scores, num_classes, mask_threshold)
     return {"sem_seg": sem_seg, "instances": instances}
+
+
+def prompted_part_results(
+    sam,
+    embeddings: Tensor,
+    batched_inputs: List[Dict],
+    prompts: List[Tuple[Tensor, Tensor, Tensor]],
+    num_classes: int,
+    mask_threshold=0.0,
+    with_probs: bool = False,
+) -> List[Dict]:
+    """The outputs of a promptable model: image i's prompts ``(tokens, classes, scores)`` decoded by
+    the frozen foundation ``sam`` on ``embeddings[i]`` at the input's output size, then merged
+    (:func:`part_segmentation_result`)."""
+    results = []
+    for embedding, x, (tokens, classes, scores) in zip(embeddings, batched_inputs, prompts):
+        logits = sam.decode_input(embedding, tokens, x)
+        results.append(
+            part_segmentation_result(
+                logits, classes, scores, num_classes, mask_threshold, with_probs=with_probs
+            )
+        )
+    return results
