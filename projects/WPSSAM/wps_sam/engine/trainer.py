@@ -16,6 +16,7 @@ from ..evaluation import build_wps_sam_evaluators
 from ..evaluation.detector_box_evaluation import DetectorBoxEvaluator
 from ..solver import build_wps_sam_lr_scheduler, build_wps_sam_optimizer
 from .exact_resume import ExactResumeMixin
+from .train_time_hook import TrainTimeHook
 
 __all__ = ["Trainer", "save_results"]
 
@@ -39,6 +40,12 @@ class Trainer(ExactResumeMixin, DefaultTrainer):
             box_ap = DetectorBoxEvaluator(dataset_name, output_dir=output_folder)
             evaluators = DatasetEvaluators([evaluators, box_ap])
         return evaluators
+
+    def build_hooks(self):
+        # Training time (``train_seconds`` in metrics.json), right after the exact-resume state
+        # hook and before the evaluation hook, so that evaluation time is not counted.
+        hooks = super().build_hooks()
+        return hooks[:1] + [TrainTimeHook()] + hooks[1:]
 
     @classmethod
     def build_train_loader(cls, cfg):

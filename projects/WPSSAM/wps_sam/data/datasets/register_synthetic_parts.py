@@ -1,7 +1,8 @@
 """The synthetic part benchmark in detectron2's catalogs (registration only, nothing generated).
 
 Registered splits: ``synthetic_parts_train``, ``synthetic_parts_val``, ``synthetic_parts_test`` and
-``synthetic_parts_train_320``, in the PartImageNet layout under
+the subsets ``synthetic_parts_train_320``, ``synthetic_parts_train_1000`` and
+``synthetic_parts_val_100`` (their first n images), in the PartImageNet layout under
 ``$DETECTRON2_DATASETS/synthetic_parts`` (default ``./datasets/synthetic_parts``), through the same
 loader as PartImageNet. Registering reads and writes nothing; the data is made by
 
@@ -25,7 +26,7 @@ from .register_partimagenet import DatasetFilesMissingError, register_partimagen
 __all__ = [
     "SYNTHETIC_PART_CLASSES",
     "SYNTHETIC_PARTS_SPLITS",
-    "SYNTHETIC_TRAIN_SUBSETS",
+    "SYNTHETIC_SUBSETS",
     "SyntheticPartsMissingError",
     "SyntheticPartsStaleError",
     "check_synthetic_split",
@@ -36,9 +37,10 @@ __all__ = [
 ]
 
 SYNTHETIC_PARTS_SPLITS = ("train", "val", "test")
-# ``<prefix>_train_<n>``: the first n training images (same files, same embedding cache), for
-# recipes that need many epochs within a CPU budget (the paper's prompter at ~100 epochs).
-SYNTHETIC_TRAIN_SUBSETS = (320,)
+# ``<prefix>_<split>_<n>``: the first n images of a split (same files, same embedding cache), for
+# recipes that need many epochs within a CPU budget (the paper's prompter at ~100 epochs, the
+# long-run rows of tools/run_convergence.py) and for their periodic evaluation (val_100).
+SYNTHETIC_SUBSETS = {"train": (320, 1000), "val": (100,)}
 
 
 class SyntheticPartsMissingError(DatasetFilesMissingError):
@@ -126,8 +128,9 @@ def register_all_synthetic_parts(root=None, name_prefix="synthetic_parts"):
             part_supercategories=list(SYNTHETIC_PART_SUPERCATEGORIES),
             dataset_root=root,
         )
-    for size in SYNTHETIC_TRAIN_SUBSETS:
-        _register_train_subset(f"{name_prefix}_train", size)
+    for split, sizes in SYNTHETIC_SUBSETS.items():
+        for size in sizes:
+            _register_subset(f"{name_prefix}_{split}", split, size)
 
 
 def _checker(root, split, name):
@@ -137,7 +140,7 @@ def _checker(root, split, name):
     return before_load
 
 
-def _register_train_subset(full_name, size):
+def _register_subset(full_name, split, size):
     name = f"{full_name}_{size}"
     if name in DatasetCatalog.list():
         return
@@ -147,8 +150,8 @@ def _register_train_subset(full_name, size):
         if len(dicts) < size:
             raise ValueError(
                 f"{name} needs {size} images but {full_name} has {len(dicts)}: regenerate it "
-                f"with datasets/prepare_synthetic_parts.py --num-train {size} (or more) "
-                "--splits train --overwrite"
+                f"with datasets/prepare_synthetic_parts.py --num-{split} {size} (or more) "
+                f"--splits {split} --overwrite"
             )
         return dicts[:size]
 
